@@ -62,7 +62,9 @@ pub trait Key: Sized {
 
     /// Parses 44 characters of strict base64.
     fn from_base64(s: &str) -> Result<Self, KeyError> {
-        decode_base64(s).map(Self::from_bytes).ok_or_else(|| KeyError::Format(s.to_owned()))
+        decode_base64(s)
+            .map(Self::from_bytes)
+            .ok_or_else(|| KeyError::Format(s.to_owned()))
     }
 
     /// The key as 64 lower-case hex digits (the UAPI form).
@@ -109,8 +111,14 @@ macro_rules! impl_key {
     };
 }
 
-impl_key!(PrivateKey, debug = |_, f| f.write_str("PrivateKey(<redacted>)"));
-impl_key!(PresharedKey, debug = |_, f| f.write_str("PresharedKey(<redacted>)"));
+impl_key!(
+    PrivateKey,
+    debug = |_, f| f.write_str("PrivateKey(<redacted>)")
+);
+impl_key!(
+    PresharedKey,
+    debug = |_, f| f.write_str("PresharedKey(<redacted>)")
+);
 impl_key!(PublicKey, debug = |k, f| write!(f, "PublicKey({k})"));
 
 impl PrivateKey {
@@ -218,7 +226,9 @@ fn encode_hex(key: &[u8; KEY_LEN]) -> String {
         let n = i16::from(n);
         char::from((48 + n + (((9 - n) >> 8) & 39)) as u8)
     };
-    key.iter().flat_map(|&b| [nibble(b >> 4), nibble(b & 15)]).collect()
+    key.iter()
+        .flat_map(|&b| [nibble(b >> 4), nibble(b & 15)])
+        .collect()
 }
 
 fn decode_hex(s: &str) -> Option<[u8; KEY_LEN]> {
@@ -298,7 +308,10 @@ mod tests {
             &format!(" {}", &RFC7748_PRIVATE[1..]),
         ] {
             let err = bad.parse::<PublicKey>().unwrap_err();
-            assert_eq!(err.to_string(), format!("Key is not the correct length or format: `{bad}'"));
+            assert_eq!(
+                err.to_string(),
+                format!("Key is not the correct length or format: `{bad}'")
+            );
         }
     }
 
@@ -314,7 +327,10 @@ mod tests {
     fn test_hex() {
         let k: PublicKey = RFC7748_PUBLIC.parse().unwrap();
         let hex = k.to_hex();
-        assert_eq!(hex, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        assert_eq!(
+            hex,
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
         assert_eq!(PublicKey::from_hex(&hex).unwrap(), k);
         assert_eq!(PublicKey::from_hex(&hex.to_uppercase()).unwrap(), k);
         assert!(PublicKey::from_hex(&hex[1..]).is_err());

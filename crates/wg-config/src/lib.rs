@@ -7,6 +7,14 @@
 //! endpoints is the caller's job, at the edge.
 #![forbid(unsafe_code)]
 
+pub mod cidr;
+pub mod endpoint;
 pub mod key;
+pub mod value;
 
+pub use cidr::{
+    parse_allowed_ips, parse_allowed_ips_arg, AllowedIp, AllowedIpError, AllowedIpList, Warning,
+};
+pub use endpoint::{Endpoint, EndpointError};
 pub use key::{KeyError, PresharedKey, PrivateKey, PublicKey};
+pub use value::{Fwmark, FwmarkError, Keepalive, KeepaliveError, ListenPort, PortError};
