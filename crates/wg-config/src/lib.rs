@@ -10,6 +10,7 @@
 pub mod cidr;
 pub mod endpoint;
 pub mod key;
+pub mod model;
 pub mod value;
 
 pub use cidr::{
@@ -17,4 +18,5 @@ pub use cidr::{
 };
 pub use endpoint::{Endpoint, EndpointError};
 pub use key::{KeyError, PresharedKey, PrivateKey, PublicKey};
+pub use model::{apply, Device, Peer};
 pub use value::{Fwmark, FwmarkError, Keepalive, KeepaliveError, ListenPort, PortError};
