@@ -1,0 +1,85 @@
+//! Locating the binaries under test and the reference tools.
+//!
+//! Our binaries belong to other workspace packages, so Cargo does not set `CARGO_BIN_EXE_*`
+//! for this crate. Like assert_cmd's `cargo_bin`, we find them next to the test executable:
+//! `target/<profile>/deps/tests-<hash>` → `target/<profile>/<name>`. They must have been built
+//! first (`cargo build --workspace --bins`, which `scripts/test.sh` does).
+
+use std::path::{Path, PathBuf};
+
+/// The installed reference `wg` (Debian wireguard-tools 1.0.20210914).
+pub const REFERENCE_WG: &str = "/usr/bin/wg";
+
+/// The installed reference userspace implementation (Debian wireguard-go 0.0.20220316).
+pub const WIREGUARD_GO: &str = "/usr/bin/wireguard-go";
+
+/// `target/<profile>/`: the directory Cargo puts workspace binaries in for this build.
+pub fn target_dir() -> PathBuf {
+    // The test binary always has a path; failing here means /proc is missing.
+    let exe = std::env::current_exe().expect("current_exe() (is /proc mounted?)");
+    let mut dir = exe
+        .parent()
+        .expect("test executable has a parent directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of workspace binary `name` if it has been built, else `None`. For binaries that may
+/// legitimately not exist yet (e.g. `wg-tunnel`).
+pub fn try_cargo_bin(name: &str) -> Option<PathBuf> {
+    let path = target_dir().join(name);
+    path.is_file().then_some(path)
+}
+
+/// Path of workspace binary `name`. Panics, saying how to build it, when it is missing.
+pub fn cargo_bin(name: &str) -> PathBuf {
+    try_cargo_bin(name).unwrap_or_else(|| {
+        panic!(
+            "binary `{name}` not found in {}: run `cargo build --workspace --bins` first \
+             (scripts/test.sh does this)",
+            target_dir().display()
+        )
+    })
+}
+
+/// Our `wg` (crates/wg).
+pub fn our_wg() -> PathBuf {
+    cargo_bin("wg")
+}
+
+/// Our userspace daemon (crates/wg-tunnel), same command line as `wireguard-go`.
+pub fn our_wg_tunnel() -> PathBuf {
+    cargo_bin("wg-tunnel")
+}
+
+fn installed(path: &str, package: &str) -> PathBuf {
+    let p = Path::new(path);
+    assert!(
+        p.is_file(),
+        "{path} not found: install the `{package}` package (scripts/test.sh does this: \
+         apt-get install {package})"
+    );
+    p.to_path_buf()
+}
+
+/// The reference `wg`, `/usr/bin/wg`. Panics if wireguard-tools is not installed.
+pub fn reference_wg() -> PathBuf {
+    installed(REFERENCE_WG, "wireguard-tools")
+}
+
+/// The reference userspace daemon, `/usr/bin/wireguard-go`.
+pub fn wireguard_go() -> PathBuf {
+    installed(WIREGUARD_GO, "wireguard-go")
+}
+
+/// The workspace root (the directory holding the root `Cargo.toml`, `scripts/`, `.ci/`).
+pub fn repo_root() -> PathBuf {
+    // This crate lives in `<root>/tests`.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
