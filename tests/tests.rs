@@ -1,1 +1,13 @@
-//! Index of the integration tests.
+//! Index of the integration tests: the workspace's one integration binary (`autotests = false`).
+//!
+//! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
+//!   (lists the known, deliberate differences).
+//! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
+//! * `repo`: repository-level promises (scripts the README and CI rely on).
+//!
+//! Shared helpers live in the `wg_tests` library (`tests/util/`). Our binaries are found in
+//! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
+
+mod differential;
+mod harness;
+mod repo;
