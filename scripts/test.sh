@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# THE test command: installs what the tests need, builds every binary, runs every test.
+#
+#   scripts/test.sh            # as root on Debian 12: full run, including the netns tests
+#   scripts/test.sh -- ARGS    # extra arguments for the test binaries (after cargo's `--`)
+#
+# Root is needed for apt and for the tests that create network namespaces; as non-root, apt is
+# skipped and those tests print "SKIPPED … needs root" instead of running.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() {
+	printf '\n==> %s\n' "$*"
+}
+
+# Debian packages the tests use, and a command each one provides (for a fast "present?" check).
+PACKAGES=(
+	wireguard-tools:/usr/bin/wg
+	wireguard-go:/usr/bin/wireguard-go
+	iproute2:/usr/sbin/ip
+	iperf3:/usr/bin/iperf3
+	util-linux:/usr/bin/unshare
+	iputils-ping:/usr/bin/ping
+)
+
+missing=()
+for entry in "${PACKAGES[@]}"; do
+	pkg=${entry%%:*} cmd=${entry#*:}
+	if [[ ! -x $cmd ]] || ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+		missing+=("$pkg")
+	fi
+done
+
+section "System packages"
+if ((${#missing[@]} == 0)); then
+	echo "all present: ${PACKAGES[*]%%:*}"
+elif [[ $(id -u) -ne 0 ]]; then
+	echo "WARNING: missing ${missing[*]} and not root: not installing; tests needing them will fail" >&2
+else
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+section "Toolchain"
+if ! command -v cargo >/dev/null && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+	PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+fi
+if ! command -v cargo >/dev/null; then
+	echo "ERROR: cargo not found: install Rust >= 1.80 (https://rustup.rs) and rerun" >&2
+	exit 1
+fi
+cargo --version
+rustc --version
+
+section "Build: cargo build --workspace --bins"
+start=$SECONDS
+cargo build --workspace --bins
+echo "built in $((SECONDS - start))s"
+
+section "Test: cargo test --workspace"
+start=$SECONDS
+# The integration tests run the binaries built above (they locate target/debug/<bin>).
+cargo test --workspace "$@"
+echo "tested in $((SECONDS - start))s"
+
+section "OK: all tests passed"
