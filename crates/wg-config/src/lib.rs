@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cidr;
+pub mod config;
 pub mod endpoint;
 pub mod key;
 pub mod model;
@@ -16,6 +17,7 @@ pub mod value;
 pub use cidr::{
     parse_allowed_ips, parse_allowed_ips_arg, AllowedIp, AllowedIpError, AllowedIpList, Warning,
 };
+pub use config::{for_setconf, showconf, ConfigError, Parser};
 pub use endpoint::{Endpoint, EndpointError};
 pub use key::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use model::{apply, Device, Peer};
