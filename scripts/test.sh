@@ -2,7 +2,7 @@
 # THE test command: installs what the tests need, builds every binary, runs every test.
 #
 #   scripts/test.sh            # as root on Debian 12: full run, including the netns tests
-#   scripts/test.sh -- ARGS    # extra arguments for the test binaries (after cargo's `--`)
+#   scripts/test.sh ARGS       # extra arguments for `cargo test`, e.g. `-- --include-ignored`
 #
 # Root is needed for apt and for the tests that create network namespaces; as non-root, apt is
 # skipped and those tests print "SKIPPED … needs root" instead of running.

@@ -36,3 +36,18 @@ pub fn case_rng(seed: u64, case: u64) -> ChaCha8Rng {
     rng.set_stream(case);
     rng
 }
+
+/// Environment variable restricting a generated-case test to one case number, to rerun a
+/// reported failure alone: `WG_TESTS_CASE=1234 cargo test -p wg-tests pubkey_matches`.
+pub const CASE_ENV: &str = "WG_TESTS_CASE";
+
+/// Whether case number `case` should run (all do unless `$WG_TESTS_CASE` picks one).
+pub fn case_selected(case: u64) -> bool {
+    match std::env::var(CASE_ENV) {
+        Ok(s) => s.trim().parse::<u64>().map_or_else(
+            |_| panic!("{CASE_ENV}={s:?} is not a case number"),
+            |only| only == case,
+        ),
+        Err(_) => true,
+    }
+}
