@@ -5,7 +5,9 @@
 //! `target/<profile>/deps/tests-<hash>` → `target/<profile>/<name>`. They must have been built
 //! first (`cargo build --workspace --bins`, which `scripts/test.sh` does).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The installed reference `wg` (Debian wireguard-tools 1.0.20210914).
 pub const REFERENCE_WG: &str = "/usr/bin/wg";
@@ -34,15 +36,57 @@ pub fn try_cargo_bin(name: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// Path of workspace binary `name`. Panics, saying how to build it, when it is missing.
+/// Path of workspace binary `name`. Panics, saying how to build it, when it is missing; warns
+/// (once, on stderr) when it is older than some source file under `crates/`, since
+/// `cargo test -p wg-tests` alone does not rebuild other packages' binaries.
 pub fn cargo_bin(name: &str) -> PathBuf {
-    try_cargo_bin(name).unwrap_or_else(|| {
+    let path = try_cargo_bin(name).unwrap_or_else(|| {
         panic!(
             "binary `{name}` not found in {}: run `cargo build --workspace --bins` first \
              (scripts/test.sh does this)",
             target_dir().display()
         )
-    })
+    });
+    warn_if_stale(name, &path);
+    path
+}
+
+fn warn_if_stale(name: &str, bin: &Path) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else {
+        return;
+    };
+    let newest = newest_mtime(&repo_root().join("crates"));
+    if newest.is_some_and(|n| n > built) {
+        WARNED.call_once(|| {
+            // Straight to stderr (not captured by the test harness); advisory only.
+            let _ = writeln!(
+                std::io::stderr(),
+                "WARNING: {} is older than sources under crates/: results may be stale; \
+                 run `cargo build --workspace --bins` (scripts/test.sh does)",
+                target_dir().join(name).display()
+            );
+        });
+    }
+}
+
+/// Newest modification time of any file below `dir` (skipping `target` directories).
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        let t = if meta.is_dir() {
+            if path.ends_with("target") {
+                continue;
+            }
+            newest_mtime(&path)
+        } else {
+            meta.modified().ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Our `wg` (crates/wg).

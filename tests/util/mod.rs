@@ -19,7 +19,9 @@ pub mod sandbox;
 
 use std::io::Write;
 
-pub use bins::{cargo_bin, our_wg, reference_wg, repo_root, try_cargo_bin, wireguard_go};
+pub use bins::{
+    cargo_bin, our_wg, our_wg_tunnel, reference_wg, repo_root, try_cargo_bin, wireguard_go,
+};
 pub use invocation::{assert_same, compare, diff_wg, diff_wg_all, Invocation, Outcome};
 pub use rng::{case_rng, case_selected, seed};
 pub use sandbox::{Sandbox, UserspaceDevice};

@@ -248,6 +248,11 @@ impl Sandbox {
         dev
     }
 
+    /// [`Sandbox::start_userspace`] with our `wg-tunnel` (panics if it is not built).
+    pub fn start_wg_tunnel(&self, ifname: &str) -> UserspaceDevice {
+        self.start_userspace(&crate::bins::our_wg_tunnel(), ifname)
+    }
+
     /// [`Sandbox::start_userspace`] with the reference `wireguard-go`.
     pub fn start_wireguard_go(&self, ifname: &str) -> UserspaceDevice {
         self.start_userspace(&crate::bins::wireguard_go(), ifname)
