@@ -12,6 +12,7 @@ pub mod config;
 pub mod endpoint;
 pub mod key;
 pub mod model;
+pub mod quick;
 pub mod uapi;
 pub mod value;
 
@@ -22,5 +23,6 @@ pub use config::{for_setconf, showconf, ConfigError, Parser};
 pub use endpoint::{Endpoint, EndpointError};
 pub use key::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use model::{apply, Device, Peer};
+pub use quick::{QuickConfig, QuickError, QuickParser};
 pub use uapi::{ReplyError, Request, RequestError, RequestParser};
 pub use value::{Fwmark, FwmarkError, Keepalive, KeepaliveError, ListenPort, PortError};
