@@ -8,4 +8,9 @@
 //! This crate owns the transport only. What is said on the wire comes from `wg-config`'s model
 //! and codecs; errors are errno values, because the reference prints them with `strerror`.
 
+pub mod backend;
+mod kernel;
+mod netlink;
 pub mod uapi;
+
+pub use backend::{Ipc, IpcError};

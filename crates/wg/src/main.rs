@@ -11,6 +11,10 @@ use std::process::ExitCode;
 mod genkey;
 mod output;
 mod pubkey;
+mod set;
+mod setconf;
+mod show;
+mod showconf;
 mod unimplemented;
 
 /// What every subcommand receives: the program name and its own argv (argv[0] is the
@@ -34,12 +38,12 @@ const SUBCOMMANDS: &[(&str, Subcommand, &str)] = &[
     ),
     (
         "showconf",
-        unimplemented::main,
+        showconf::main,
         "Shows the current configuration of a given WireGuard interface, for use with `setconf'",
     ),
     (
         "set",
-        unimplemented::main,
+        set::main,
         "Change the current configuration, add peers, remove peers, or change peers",
     ),
     (
