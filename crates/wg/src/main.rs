@@ -33,7 +33,7 @@ type Subcommand = fn(&Invocation<'_>) -> u8;
 const SUBCOMMANDS: &[(&str, Subcommand, &str)] = &[
     (
         "show",
-        unimplemented::main,
+        show::main,
         "Shows the current configuration and device information",
     ),
     (
@@ -48,17 +48,17 @@ const SUBCOMMANDS: &[(&str, Subcommand, &str)] = &[
     ),
     (
         "setconf",
-        unimplemented::main,
+        setconf::main,
         "Applies a configuration file to a WireGuard interface",
     ),
     (
         "addconf",
-        unimplemented::main,
+        setconf::main,
         "Appends a configuration file to a WireGuard interface",
     ),
     (
         "syncconf",
-        unimplemented::main,
+        setconf::main,
         "Synchronizes a configuration file to a WireGuard interface",
     ),
     (
