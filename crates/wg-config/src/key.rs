@@ -146,6 +146,44 @@ impl PrivateKey {
     }
 }
 
+/// A key file (`wg set … private-key <file>` / `preshared-key <file>`) whose contents are not
+/// a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The file was not empty but shorter than 44 bytes.
+    #[error("Invalid length key in key file")]
+    Length,
+    /// Something other than whitespace followed the 44 key characters; holds that byte.
+    #[error("Found trailing character in key file: `{0}'")]
+    Trailing(char),
+    /// The 44 characters were not a base64 key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Parses the contents of a key file as wireguard-tools `parse_keyfile` does: an empty file
+/// is the all-zero key (which removes the key in a delta); otherwise exactly 44 base64
+/// characters, then only whitespace (`\t \n \v \f \r` or space). Reading the file is the
+/// caller's job.
+pub fn from_key_file<K: Key>(contents: &[u8]) -> Result<K, KeyFileError> {
+    if contents.is_empty() {
+        return Ok(K::from_bytes([0; KEY_LEN]));
+    }
+    if contents.len() < KEY_B64_LEN {
+        return Err(KeyFileError::Length);
+    }
+    let (key, rest) = contents.split_at(KEY_B64_LEN);
+    if let Some(&byte) = rest
+        .iter()
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+    {
+        return Err(KeyFileError::Trailing(char::from(byte)));
+    }
+    let text = String::from_utf8_lossy(key);
+    Ok(K::from_base64(&text)?)
+}
+
 /// Maps a 6-bit value to its base64 character without branching on the value.
 fn encode_sextet(v: u8) -> u8 {
     let v = i16::from(v);
@@ -335,6 +373,26 @@ mod tests {
         assert_eq!(PublicKey::from_hex(&hex.to_uppercase()).unwrap(), k);
         assert!(PublicKey::from_hex(&hex[1..]).is_err());
         assert!(PublicKey::from_hex(&hex.replace('8', "g")).is_err());
+    }
+
+    #[test]
+    fn test_key_file() {
+        let zero: PresharedKey = from_key_file(b"").unwrap();
+        assert!(zero.is_zero());
+        let k: PrivateKey =
+            from_key_file(format!("{RFC7748_PRIVATE}\n\t \r\n").as_bytes()).unwrap();
+        assert_eq!(k.to_string(), RFC7748_PRIVATE);
+        let err = |bytes: &[u8]| from_key_file::<PrivateKey>(bytes).unwrap_err().to_string();
+        assert_eq!(err(b"short\n"), "Invalid length key in key file");
+        assert_eq!(
+            err(format!("{RFC7748_PRIVATE}\nx").as_bytes()),
+            "Found trailing character in key file: `x'"
+        );
+        let bad = RFC7748_PRIVATE.replace('=', "A");
+        assert_eq!(
+            err(format!("{bad}\n").as_bytes()),
+            format!("Key is not the correct length or format: `{bad}'")
+        );
     }
 
     proptest! {

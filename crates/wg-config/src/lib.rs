@@ -21,7 +21,7 @@ pub use cidr::{
 };
 pub use config::{for_setconf, showconf, ConfigError, Parser};
 pub use endpoint::{Endpoint, EndpointError};
-pub use key::{KeyError, PresharedKey, PrivateKey, PublicKey};
+pub use key::{from_key_file, Key, KeyError, KeyFileError, PresharedKey, PrivateKey, PublicKey};
 pub use model::{apply, Device, Peer};
 pub use quick::{QuickConfig, QuickError, QuickParser};
 pub use uapi::{ReplyError, Request, RequestError, RequestParser};
