@@ -243,6 +243,8 @@ mod tests {
             "Unable to parse IP address: `10.0.0.256'"
         );
         assert_eq!(err("10.0.0"), "Unable to parse IP address: `10.0.0'");
+        // Like glibc's inet_pton, an octet with a leading zero is refused.
+        assert_eq!(err("010.0.0.1"), "Unable to parse IP address: `010.0.0.1'");
         assert_eq!(err("10.0.0/8"), "Unable to parse IP address: `10.0.0'");
         assert_eq!(err(""), "Unable to parse IP address: `'");
         assert_eq!(

@@ -5,6 +5,18 @@
 //! This crate is pure: it does no I/O, reads no clock and resolves no hostnames. Parsers are
 //! push-based (`Parser::new()`, `.line(s)?`, `.finish()`); reading files and resolving
 //! endpoints is the caller's job, at the edge.
+//!
+//! Code map:
+//! * [`key`]: typed Curve25519 keys, base64 and hex codecs, key-file contents.
+//! * [`value`]: listen port, fwmark and keepalive values.
+//! * [`endpoint`]: peer endpoints, resolved or still to resolve.
+//! * [`cidr`]: allowed IPs and the `+`/`-` list parser, with warnings as values.
+//! * [`model`]: [`Device`] / [`Peer`] as state and as delta, and [`apply`].
+//! * [`config`]: the wg(8) file format, parser and `showconf` printer.
+//! * [`quick`]: the wg-quick(8) file format.
+//! * [`uapi`]: the UAPI text protocol, client and server ends.
+//!
+//! Every error enum's `Display` is the reference tool's message, with values in `` `…' ``.
 #![forbid(unsafe_code)]
 
 pub mod cidr;
@@ -22,7 +34,7 @@ pub use cidr::{
 pub use config::{for_setconf, showconf, ConfigError, Parser};
 pub use endpoint::{Endpoint, EndpointError};
 pub use key::{from_key_file, Key, KeyError, KeyFileError, PresharedKey, PrivateKey, PublicKey};
-pub use model::{apply, Device, Peer};
+pub use model::{apply, zero_key, Device, Peer};
 pub use quick::{QuickConfig, QuickError, QuickParser};
 pub use uapi::{ReplyError, Request, RequestError, RequestParser};
 pub use value::{Fwmark, FwmarkError, Keepalive, KeepaliveError, ListenPort, PortError};
