@@ -1,0 +1,612 @@
+//! The driving type: one WireGuard interface's protocol state, fed bytes and time.
+//!
+//! [`Tunnel`] holds the static identity, the cookie checker, the peers (by id, by public key
+//! and by session index), the cryptokey routing table and the output queues. It demultiplexes
+//! incoming datagrams by message type and receiver index, routes outgoing IP packets by
+//! destination through [`AllowedIps`], and checks the source of every decrypted packet
+//! against the sending peer's allowed IPs. A bad, unauthenticated or unroutable packet is
+//! dropped and counted in [`Counters`], never returned as an error. Buffers for queued
+//! datagrams and decrypted packets are recycled, so steady-state traffic does not allocate.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::allowed_ips::AllowedIps;
+use crate::messages::{
+    CookieReply, HandshakeInitiation, HandshakeResponse, MessageType, TransportData,
+    COOKIE_REPLY_LEN,
+};
+use crate::noise::cookie::{Admission, CookieChecker};
+use crate::noise::handshake::{consume_initiation, StaticIdentity};
+use crate::peer::{Ctx, Peer, PeerId, Received};
+
+/// Recycled buffers kept for reuse; more are freed.
+const POOL_MAX: usize = 1024;
+
+/// How a peer is configured when added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's static public key.
+    pub public_key: [u8; 32],
+    /// The preshared key `Q`, if any (`None` is the all-zero key).
+    pub preshared_key: Option<[u8; 32]>,
+    /// The initial endpoint, if known.
+    pub endpoint: Option<SocketAddr>,
+    /// Persistent keepalive interval in seconds (`None` or 0: off).
+    pub persistent_keepalive: Option<u16>,
+    /// The peer's allowed IPs as `(address, cidr)`.
+    pub allowed_ips: Vec<(IpAddr, u8)>,
+}
+
+/// Adding a peer failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// A peer with this public key already exists.
+    #[error("duplicate peer public key")]
+    Duplicate,
+    /// The peer's public key is our own.
+    #[error("peer public key is the interface's own")]
+    OwnKey,
+}
+
+/// A datagram ready to send: `len` bytes at the start of the buffer given to `poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub dst: SocketAddr,
+    /// How many bytes of the buffer to send.
+    pub len: usize,
+}
+
+/// Something the caller should act on, from [`Tunnel::poll_event`].
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Write this decrypted, source-checked IP packet to the TUN device.
+    Deliver {
+        /// The peer it came from.
+        peer: PeerId,
+        /// The inner IP packet, padding removed.
+        packet: &'a [u8],
+    },
+    /// A handshake with this peer completed and a new session is in use.
+    HandshakeComplete {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+/// Queued events, owned.
+pub(crate) enum Pending {
+    Deliver(PeerId, Vec<u8>),
+    HandshakeComplete(PeerId),
+}
+
+/// Packets dropped, by reason. Drops are normal on the Internet; these are for diagnostics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Datagrams with an unknown type, wrong length or bad reserved bytes.
+    pub rx_dropped_malformed: u64,
+    /// Handshake messages with a wrong MAC1.
+    pub rx_dropped_mac: u64,
+    /// Handshake messages answered with a cookie reply because we are under load.
+    pub rx_cookie_replies_sent: u64,
+    /// Messages that failed to authenticate or decrypt.
+    pub rx_dropped_invalid: u64,
+    /// Initiations from an unknown static key.
+    pub rx_dropped_unknown_peer: u64,
+    /// Messages for a session index we do not have.
+    pub rx_dropped_unknown_index: u64,
+    /// Initiations whose timestamp was not newer than the last.
+    pub rx_dropped_replayed_initiation: u64,
+    /// Initiations arriving faster than 50 per second from one peer.
+    pub rx_dropped_flood: u64,
+    /// Transport messages with a replayed or too-old counter.
+    pub rx_dropped_replay: u64,
+    /// Transport messages for an expired keypair.
+    pub rx_dropped_expired: u64,
+    /// Decrypted packets that are not well-formed IPv4/IPv6.
+    pub rx_dropped_inner_malformed: u64,
+    /// Decrypted packets whose source is not in the sending peer's allowed IPs.
+    pub rx_dropped_source: u64,
+    /// Outgoing packets with no peer for their destination.
+    pub tx_dropped_no_route: u64,
+    /// Datagrams for a peer without a known endpoint.
+    pub tx_dropped_no_endpoint: u64,
+    /// Staged packets dropped because the queue was full.
+    pub tx_dropped_staged_overflow: u64,
+    /// Staged packets dropped when a handshake was given up.
+    pub tx_dropped_handshake_gave_up: u64,
+    /// Datagrams dropped because the `poll_transmit` buffer was too small.
+    pub tx_dropped_buffer_too_small: u64,
+}
+
+/// Queued datagrams and a pool of reusable buffers.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    pool: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// A zero-filled buffer of `len` bytes, reusing a recycled one when possible.
+    pub(crate) fn take_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
+
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < POOL_MAX {
+            self.pool.push(buf);
+        }
+    }
+
+    pub(crate) fn push(&mut self, dst: SocketAddr, buf: Vec<u8>) {
+        self.queue.push_back((dst, buf));
+    }
+}
+
+/// Maps `Instant`s to wall-clock time from one reading supplied by the caller.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    at: Instant,
+    since_epoch: Duration,
+}
+
+impl WallClock {
+    fn at(&self, now: Instant) -> Duration {
+        match now.checked_duration_since(self.at) {
+            Some(later) => self.since_epoch + later,
+            None => self.since_epoch.saturating_sub(self.at - now),
+        }
+    }
+}
+
+/// One WireGuard interface's protocol state machine.
+///
+/// # Call order
+///
+/// The I/O shell owns the socket, the TUN device and the clock, and loops:
+///
+/// 1. Feed inputs as they arrive, each with the current time:
+///    [`handle_incoming`](Self::handle_incoming) for every UDP datagram,
+///    [`handle_outgoing`](Self::handle_outgoing) for every IP packet read from the TUN device.
+/// 2. When the deadline from [`poll_timeout`](Self::poll_timeout) passes, call
+///    [`handle_timeout`](Self::handle_timeout).
+/// 3. After any `handle_*` call, drain the outputs: [`poll_transmit`](Self::poll_transmit)
+///    until `None` (send each datagram), and [`poll_event`](Self::poll_event) until `None`
+///    (write each delivered packet to the TUN device).
+/// 4. Re-read [`poll_timeout`](Self::poll_timeout): any call above may have moved it.
+///
+/// Periodically, and after the system clock steps, refresh the wall-clock reading used for
+/// handshake timestamps with [`set_wall_clock`](Self::set_wall_clock). The caller decides
+/// when the interface is under load (e.g. by queue depth) and says so with
+/// [`set_under_load`](Self::set_under_load); handshakes are then only processed with a valid
+/// cookie MAC.
+pub struct Tunnel {
+    identity: StaticIdentity,
+    checker: CookieChecker,
+    rng: ChaCha20Rng,
+    peers: HashMap<PeerId, Peer>,
+    by_key: HashMap<[u8; 32], PeerId>,
+    indices: HashMap<u32, PeerId>,
+    allowed_ips: AllowedIps<PeerId>,
+    next_peer: u32,
+    wall: WallClock,
+    under_load: bool,
+    mtu: Option<usize>,
+    outbox: Outbox,
+    events: VecDeque<Pending>,
+    /// The buffer of the last delivered event, returned to the pool at the next poll.
+    delivered: Option<Vec<u8>>,
+    counters: Counters,
+}
+
+impl core::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("identity", &self.identity)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tunnel {
+    /// A tunnel with the given private key, a 32-byte seed for all of its randomness (draw it
+    /// from the OS RNG in production; fix it in tests to replay handshakes), and a wall-clock
+    /// reading: `since_epoch` is the Unix time at `now`.
+    pub fn new(
+        private_key: [u8; 32],
+        rng_seed: [u8; 32],
+        now: Instant,
+        since_epoch: Duration,
+    ) -> Tunnel {
+        let identity = StaticIdentity::new(private_key);
+        Tunnel {
+            checker: CookieChecker::new(identity.public_key()),
+            identity,
+            rng: ChaCha20Rng::from_seed(rng_seed),
+            peers: HashMap::new(),
+            by_key: HashMap::new(),
+            indices: HashMap::new(),
+            allowed_ips: AllowedIps::new(),
+            next_peer: 0,
+            wall: WallClock {
+                at: now,
+                since_epoch,
+            },
+            under_load: false,
+            mtu: None,
+            outbox: Outbox::default(),
+            events: VecDeque::new(),
+            delivered: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Our static public key.
+    pub fn public_key(&self) -> &[u8; 32] {
+        self.identity.public_key()
+    }
+
+    /// Refreshes the wall-clock reading: `since_epoch` is the Unix time at `now`.
+    pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.wall = WallClock {
+            at: now,
+            since_epoch,
+        };
+    }
+
+    /// Whether to demand cookies (MAC2) on handshake messages. The caller's decision.
+    pub fn set_under_load(&mut self, under_load: bool) {
+        self.under_load = under_load;
+    }
+
+    /// The TUN MTU, used to cap padding. `None` pads to 16 bytes unconditionally.
+    pub fn set_mtu(&mut self, mtu: Option<usize>) {
+        self.mtu = mtu;
+    }
+
+    /// How many session indices are registered (tests check none leak).
+    #[cfg(test)]
+    pub(crate) fn index_count(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Drop counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Adds a peer. If it has a persistent keepalive and an endpoint, a keepalive (and so a
+    /// handshake) is started at once, as the kernel does when the interface is up.
+    pub fn add_peer(&mut self, now: Instant, config: PeerConfig) -> Result<PeerId, PeerError> {
+        if self.by_key.contains_key(&config.public_key) {
+            return Err(PeerError::Duplicate);
+        }
+        if &config.public_key == self.identity.public_key() {
+            return Err(PeerError::OwnKey);
+        }
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let peer = Peer::new(
+            id,
+            config.public_key,
+            config.preshared_key,
+            config.endpoint,
+            config.persistent_keepalive,
+        );
+        let keepalive = peer.persistent_keepalive().is_some() && peer.endpoint().is_some();
+        self.peers.insert(id, peer);
+        self.by_key.insert(config.public_key, id);
+        for (addr, cidr) in config.allowed_ips {
+            self.allowed_ips.insert(addr, cidr, id);
+        }
+        if keepalive {
+            self.with_peer(now, id, |peer, ctx| peer.send_keepalive(ctx, now));
+        }
+        Ok(id)
+    }
+
+    /// Removes a peer and all of its allowed IPs and state. Returns whether it existed.
+    pub fn remove_peer(&mut self, public_key: &[u8; 32]) -> bool {
+        let Some(id) = self.by_key.remove(public_key) else {
+            return false;
+        };
+        self.allowed_ips.remove_value(id);
+        if let Some(peer) = self.peers.remove(&id) {
+            let now = self.wall.at;
+            let mut ctx = Ctx {
+                identity: &self.identity,
+                rng: &mut self.rng,
+                indices: &mut self.indices,
+                outbox: &mut self.outbox,
+                events: &mut self.events,
+                counters: &mut self.counters,
+                wall: self.wall.at(now),
+                mtu: self.mtu,
+            };
+            peer.release(&mut ctx);
+        }
+        true
+    }
+
+    /// The peer with this public key.
+    pub fn peer_id(&self, public_key: &[u8; 32]) -> Option<PeerId> {
+        self.by_key.get(public_key).copied()
+    }
+
+    /// A peer's state.
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    /// A peer's state, for configuration changes such as the endpoint.
+    pub fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(&id)
+    }
+
+    /// The cryptokey routing table.
+    pub fn allowed_ips(&self) -> &AllowedIps<PeerId> {
+        &self.allowed_ips
+    }
+
+    /// The cryptokey routing table, for configuration changes.
+    pub fn allowed_ips_mut(&mut self) -> &mut AllowedIps<PeerId> {
+        &mut self.allowed_ips
+    }
+
+    /// Runs `f` on a peer with the device context borrowed alongside.
+    fn with_peer<T>(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> T,
+    ) -> Option<T> {
+        let peer = self.peers.get_mut(&id)?;
+        let mut ctx = Ctx {
+            identity: &self.identity,
+            rng: &mut self.rng,
+            indices: &mut self.indices,
+            outbox: &mut self.outbox,
+            events: &mut self.events,
+            counters: &mut self.counters,
+            wall: self.wall.at(now),
+            mtu: self.mtu,
+        };
+        Some(f(peer, &mut ctx))
+    }
+
+    // ---- Inputs. -------------------------------------------------------------------
+
+    /// Processes one UDP datagram received from `from`.
+    pub fn handle_incoming(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        match MessageType::classify(datagram) {
+            Some(MessageType::HandshakeInitiation) => self.handle_initiation(now, from, datagram),
+            Some(MessageType::HandshakeResponse) => self.handle_response(now, from, datagram),
+            Some(MessageType::CookieReply) => self.handle_cookie_reply(now, datagram),
+            Some(MessageType::TransportData) => self.handle_data(now, from, datagram),
+            None => self.counters.rx_dropped_malformed += 1,
+        }
+    }
+
+    /// The MAC gate in front of both handshake messages. Returns whether to go on.
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        sender_index: u32,
+    ) -> bool {
+        match self
+            .checker
+            .admit(now, &mut self.rng, datagram, from, self.under_load)
+        {
+            Admission::Process => true,
+            Admission::Drop => {
+                self.counters.rx_dropped_mac += 1;
+                false
+            }
+            Admission::ReplyWithCookie => {
+                let mut buf = self.outbox.take_buffer(COOKIE_REPLY_LEN);
+                self.checker.create_reply(
+                    now,
+                    &mut self.rng,
+                    datagram,
+                    sender_index,
+                    from,
+                    &mut buf,
+                );
+                self.outbox.push(from, buf);
+                self.counters.rx_cookie_replies_sent += 1;
+                false
+            }
+        }
+    }
+
+    fn handle_initiation(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        // classify() checked type and length.
+        let msg = HandshakeInitiation::new_unchecked(datagram);
+        if !self.admit(now, from, datagram, msg.sender_index()) {
+            return;
+        }
+        let received = match consume_initiation(&self.identity, &msg) {
+            Ok(received) => received,
+            Err(_) => {
+                self.counters.rx_dropped_invalid += 1;
+                return;
+            }
+        };
+        let Some(&id) = self.by_key.get(received.remote_static()) else {
+            self.counters.rx_dropped_unknown_peer += 1;
+            return;
+        };
+        self.with_peer(now, id, |peer, ctx| {
+            peer.handle_initiation(ctx, now, from, received)
+        });
+    }
+
+    fn handle_response(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let msg = HandshakeResponse::new_unchecked(datagram);
+        if !self.admit(now, from, datagram, msg.sender_index()) {
+            return;
+        }
+        let index = msg.receiver_index();
+        let Some(&id) = self.indices.get(&index) else {
+            self.counters.rx_dropped_unknown_index += 1;
+            return;
+        };
+        let accepted = self
+            .with_peer(now, id, |peer, ctx| {
+                peer.is_handshake_index(index) && peer.handle_response(ctx, now, from, &msg)
+            })
+            .unwrap_or(false);
+        if !accepted {
+            self.counters.rx_dropped_invalid += 1;
+        }
+    }
+
+    fn handle_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
+        let msg = CookieReply::new_unchecked(datagram);
+        let Some(&id) = self.indices.get(&msg.receiver_index()) else {
+            self.counters.rx_dropped_unknown_index += 1;
+            return;
+        };
+        let ok = self
+            .peers
+            .get_mut(&id)
+            .is_some_and(|p| p.handle_cookie_reply(now, &msg));
+        if !ok {
+            self.counters.rx_dropped_invalid += 1;
+        }
+    }
+
+    fn handle_data(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let msg = TransportData::new_unchecked(datagram);
+        let Some(&id) = self.indices.get(&msg.receiver_index()) else {
+            self.counters.rx_dropped_unknown_index += 1;
+            return;
+        };
+        let Some(Received::Packet(mut packet)) =
+            self.with_peer(now, id, |peer, ctx| peer.handle_data(ctx, now, from, &msg))
+        else {
+            return;
+        };
+        // Trim the padding using the inner header's length, and check that the source is
+        // routed to the peer that sent it (cryptokey routing, §2).
+        let Some((len, src, _)) = parse_inner(&packet) else {
+            self.counters.rx_dropped_inner_malformed += 1;
+            self.outbox.recycle(packet);
+            return;
+        };
+        if self.allowed_ips.lookup(src) != Some(id) {
+            self.counters.rx_dropped_source += 1;
+            self.outbox.recycle(packet);
+            return;
+        }
+        packet.truncate(len);
+        self.events.push_back(Pending::Deliver(id, packet));
+    }
+
+    /// Processes one IP packet read from the TUN device: routes it by destination to a peer
+    /// and encrypts it, or stages it and starts a handshake.
+    pub fn handle_outgoing(&mut self, now: Instant, packet: &[u8]) {
+        let Some((_, _, dst)) = parse_inner(packet) else {
+            self.counters.tx_dropped_no_route += 1;
+            return;
+        };
+        let Some(id) = self.allowed_ips.lookup(dst) else {
+            self.counters.tx_dropped_no_route += 1;
+            return;
+        };
+        if self.peers.get(&id).is_some_and(|p| p.endpoint().is_none()) {
+            self.counters.tx_dropped_no_endpoint += 1;
+            return;
+        }
+        self.with_peer(now, id, |peer, ctx| peer.send_packet(ctx, now, packet));
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.with_peer(now, id, |peer, ctx| peer.handle_timeout(ctx, now));
+        }
+    }
+
+    // ---- Outputs. ------------------------------------------------------------------
+
+    /// Copies the next datagram to send into `buf` (which should hold at least the largest
+    /// datagram: MTU + 32 bytes). A datagram that does not fit is dropped and counted.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        loop {
+            let (dst, datagram) = self.outbox.queue.pop_front()?;
+            let len = datagram.len();
+            let fits = len <= buf.len();
+            if fits {
+                buf[..len].copy_from_slice(&datagram);
+            } else {
+                self.counters.tx_dropped_buffer_too_small += 1;
+            }
+            self.outbox.recycle(datagram);
+            if fits {
+                return Some(Transmit { dst, len });
+            }
+        }
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(Peer::next_timeout).min()
+    }
+
+    /// The next event. A delivered packet borrows the tunnel until the next call.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        if let Some(buf) = self.delivered.take() {
+            self.outbox.recycle(buf);
+        }
+        match self.events.pop_front()? {
+            Pending::HandshakeComplete(peer) => Some(Event::HandshakeComplete { peer }),
+            Pending::Deliver(peer, buf) => {
+                let packet = &self.delivered.insert(buf)[..];
+                Some(Event::Deliver { peer, packet })
+            }
+        }
+    }
+}
+
+/// The total length, source and destination of an IPv4 or IPv6 packet, if its header is
+/// well-formed and its length field fits the buffer.
+fn parse_inner(packet: &[u8]) -> Option<(usize, IpAddr, IpAddr)> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => {
+            let len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+            let src: [u8; 4] = packet[12..16].try_into().ok()?;
+            let dst: [u8; 4] = packet[16..20].try_into().ok()?;
+            (20..=packet.len())
+                .contains(&len)
+                .then(|| (len, Ipv4Addr::from(src).into(), Ipv4Addr::from(dst).into()))
+        }
+        6 if packet.len() >= 40 => {
+            let len = 40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+            let src: [u8; 16] = packet[8..24].try_into().ok()?;
+            let dst: [u8; 16] = packet[24..40].try_into().ok()?;
+            (len <= packet.len())
+                .then(|| (len, Ipv6Addr::from(src).into(), Ipv6Addr::from(dst).into()))
+        }
+        _ => None,
+    }
+}
