@@ -162,7 +162,7 @@ impl fmt::Display for AllowedIp {
     /// `ip/cidr`, preceded by `-` for a removal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.remove { "-" } else { "" };
-        write!(f, "{sign}{}/{}", self.addr, self.cidr)
+        write!(f, "{sign}{}/{}", crate::ntop::Ntop(self.addr), self.cidr)
     }
 }
 

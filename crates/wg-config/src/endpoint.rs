@@ -164,9 +164,16 @@ impl fmt::Display for Endpoint {
     /// colon, bracketed text at its first `]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // std prints `[v6%scope]:port` for a non-zero scope id, as getnameinfo does with
-            // NI_NUMERICHOST.
-            Endpoint::Addr(addr) => write!(f, "{addr}"),
+            Endpoint::Addr(SocketAddr::V4(addr)) => write!(f, "{addr}"),
+            // getnameinfo with NI_NUMERICHOST appends a non-zero scope id as `%id` (a name for
+            // link-local addresses, which only the binary can look up).
+            Endpoint::Addr(SocketAddr::V6(addr)) => {
+                write!(f, "[{}", crate::ntop::Ntop(IpAddr::V6(*addr.ip())))?;
+                if addr.scope_id() != 0 {
+                    write!(f, "%{}", addr.scope_id())?;
+                }
+                write!(f, "]:{}", addr.port())
+            }
             Endpoint::Host { host, port } => {
                 if (host.contains(':') || host.starts_with('[')) && !host.contains(']') {
                     write!(f, "[{host}]:{port}")

@@ -24,6 +24,7 @@ pub mod config;
 pub mod endpoint;
 pub mod key;
 pub mod model;
+pub mod ntop;
 pub mod quick;
 pub mod uapi;
 pub mod value;
