@@ -46,7 +46,7 @@ CONF
 echo "==> config round-trip (parse, print, parse again)"
 cargo run --release --quiet -p wg-config --example roundtrip -- "$work/wg0.conf" > "$work/once.conf"
 cargo run --release --quiet -p wg-config --example roundtrip -- "$work/once.conf" > "$work/twice.conf"
-sed "s/$priv_a/(private key hidden)/; s/$psk/(preshared key hidden)/" "$work/once.conf"
+sed "s|$priv_a|(private key hidden)|; s|$psk|(preshared key hidden)|" "$work/once.conf"
 if cmp -s "$work/once.conf" "$work/twice.conf"; then
     echo "==> round-trip is stable: printing the parsed config and parsing it again changes nothing"
 else
