@@ -8,11 +8,13 @@
 //! * [`sandbox`]: private network + mount namespaces (root only), veth pairs between them, and
 //!   userspace WireGuard daemons (`wireguard-go`, later our `wg-tunnel`) running inside them;
 //! * [`rng`]: deterministic, seeded case generation.
+//! * [`fake_uapi`]: a scripted fake UAPI server (exact `get` replies, recorded requests).
 //!
 //! Contract: a helper either does what it says or panics with a message that says what to do
 //! (build the binaries, install a package). Only [`require_root`] skips, and it says so.
 
 pub mod bins;
+pub mod fake_uapi;
 pub mod invocation;
 pub mod rng;
 pub mod sandbox;
@@ -22,6 +24,7 @@ use std::io::Write;
 pub use bins::{
     cargo_bin, our_wg, our_wg_tunnel, reference_wg, repo_root, try_cargo_bin, wireguard_go,
 };
+pub use fake_uapi::FakeUapi;
 pub use invocation::{assert_same, compare, diff_wg, diff_wg_all, Invocation, Outcome};
 pub use rng::{case_rng, case_selected, seed};
 pub use sandbox::{Sandbox, UserspaceDevice};
