@@ -15,6 +15,7 @@ mod set;
 mod setconf;
 mod show;
 mod showconf;
+mod terminal;
 mod unimplemented;
 
 /// What every subcommand receives: the program name and its own argv (argv[0] is the
