@@ -57,7 +57,6 @@ fn prog_name_is_argv0_verbatim() {
 /// `wg` with no arguments is `wg show`: with no interfaces at all the reference prints
 /// nothing and exits 0.
 #[test]
-#[ignore = "needs wg show (issue 3)"]
 fn no_arguments_is_show_with_no_interfaces() {
     if !require_root() {
         return;
