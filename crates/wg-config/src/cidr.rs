@@ -191,12 +191,21 @@ pub struct AllowedIpList {
 /// Parses a comma-separated allowed-IPs list as written (the config file has already deleted
 /// all whitespace). An empty value is an empty list that replaces: "remove all".
 pub fn parse_allowed_ips(value: &str) -> Result<AllowedIpList, AllowedIpError> {
-    let mut list = AllowedIpList {
-        replace: true,
-        ..AllowedIpList::default()
-    };
+    let mut list = AllowedIpList::default();
+    parse_allowed_ips_into(value, &mut list).map(|()| list)
+}
+
+/// [`parse_allowed_ips`] item by item into `list`: sets `list.replace` (true unless an item
+/// has a `+`/`-` prefix), then appends each item and its warning. On an error `list` keeps what
+/// was parsed before the failing item; the reference prints each warning as it parses the
+/// item, so those warnings come out *before* the error message.
+pub fn parse_allowed_ips_into(
+    value: &str,
+    list: &mut AllowedIpList,
+) -> Result<(), AllowedIpError> {
+    list.replace = true;
     if value.is_empty() {
-        return Ok(list);
+        return Ok(());
     }
     for raw in value.split(',') {
         if raw.starts_with(['+', '-']) {
@@ -207,7 +216,7 @@ pub fn parse_allowed_ips(value: &str) -> Result<AllowedIpList, AllowedIpError> {
         list.items.push(AllowedIp { remove, ..item });
         list.warnings.extend(warning);
     }
-    Ok(list)
+    Ok(())
 }
 
 /// Parses a `wg set … allowed-ips` argument: all whitespace is deleted first, so
@@ -326,6 +335,26 @@ mod tests {
         assert_eq!(arg.items, vec![ip("10.0.0.0/8"), ip("10.1.0.0/16")]);
         let none = parse_allowed_ips_arg(" ").unwrap();
         assert!(none.replace && none.items.is_empty());
+    }
+
+    #[test]
+    fn test_list_into_keeps_warnings_before_error() {
+        let mut list = AllowedIpList::default();
+        let err = parse_allowed_ips_into("10.0.0.1/24,+fd00::1/64,10.0.0.256", &mut list);
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "Unable to parse IP address: `10.0.0.256'"
+        );
+        let warnings: Vec<String> = list.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "Warning: AllowedIP has nonzero host part: 10.0.0.1/24",
+                "Warning: AllowedIP has nonzero host part: fd00::1/64",
+            ]
+        );
+        assert_eq!(list.items.len(), 2);
+        assert!(!list.replace);
     }
 
     proptest! {

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cidr::{parse_allowed_ips, AllowedIpError, Warning};
+use crate::cidr::{parse_allowed_ips_into, AllowedIpError, AllowedIpList, Warning};
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::key::{Key, KeyError, PresharedKey, PrivateKey, PublicKey};
 use crate::model::{zero_key, Device, Peer};
@@ -68,7 +68,9 @@ enum Section {
 /// Call order: [`Parser::new`], then [`Parser::line`] once per line of the file (with or
 /// without its line terminator), then [`Parser::finish`]. After each line the caller may
 /// drain [`Parser::take_warnings`] to print warnings where the reference does, before any later
-/// error. After an error the parser must not be fed further lines.
+/// error (also after an error: an `AllowedIPs` line warns about the items before a bad one), and
+/// resolve the endpoint the line parsed, if any ([`Parser::line_endpoint_mut`]). After an error
+/// the parser must not be fed further lines.
 #[derive(Debug, Clone)]
 pub struct Parser {
     device: Device,
@@ -77,6 +79,8 @@ pub struct Parser {
     /// is a placeholder.
     has_public_key: Vec<bool>,
     warnings: Vec<Warning>,
+    /// Whether the latest line was an `Endpoint` that parsed.
+    endpoint_line: bool,
 }
 
 impl Default for Parser {
@@ -93,11 +97,13 @@ impl Parser {
             section: Section::None,
             has_public_key: Vec::new(),
             warnings: Vec::new(),
+            endpoint_line: false,
         }
     }
 
     /// Feeds one line.
     pub fn line(&mut self, line: &str) -> Result<(), ConfigError> {
+        self.endpoint_line = false;
         let uncommented = line.split('#').next().unwrap_or_default();
         let line: String = uncommented.chars().filter(|&c| !is_c_space(c)).collect();
         if line.is_empty() {
@@ -139,14 +145,17 @@ impl Parser {
                 let peer = &mut self.device.peers[index];
                 if let Some(value) = value_of(&line, "Endpoint=") {
                     peer.endpoint = Some(value.parse::<Endpoint>()?);
+                    self.endpoint_line = true;
                 } else if let Some(value) = value_of(&line, "PublicKey=") {
                     peer.public_key = PublicKey::from_base64(value)?;
                     self.has_public_key[index] = true;
                 } else if let Some(value) = value_of(&line, "AllowedIPs=") {
-                    let list = parse_allowed_ips(value)?;
+                    let mut list = AllowedIpList::default();
+                    let parsed = parse_allowed_ips_into(value, &mut list);
+                    self.warnings.extend(list.warnings);
+                    parsed?;
                     peer.replace_allowed_ips = list.replace;
                     peer.allowed_ips.extend(list.items);
-                    self.warnings.extend(list.warnings);
                 } else if let Some(value) = value_of(&line, "PersistentKeepalive=") {
                     peer.persistent_keepalive = Some(value.parse::<Keepalive>()?.0);
                 } else if let Some(value) = value_of(&line, "PresharedKey=") {
@@ -162,6 +171,16 @@ impl Parser {
     /// Takes the warnings produced so far (each to be printed on its own line).
     pub fn take_warnings(&mut self) -> Vec<Warning> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The endpoint parsed by the latest [`Parser::line`] call, if that line was an `Endpoint`
+    /// that parsed, for the caller to resolve in place: the reference resolves each endpoint as
+    /// its line is read, so resolution messages interleave with the other diagnostics.
+    pub fn line_endpoint_mut(&mut self) -> Option<&mut Endpoint> {
+        if !self.endpoint_line {
+            return None;
+        }
+        self.device.peers.last_mut()?.endpoint.as_mut()
     }
 
     /// Ends the file: checks that every peer has a public key and returns the delta.
@@ -310,6 +329,32 @@ pub(crate) mod tests {
         let text =
             format!("[Peer]\nPublicKey={PEER1}\nAllowedIPs=-10.0.0.0/8\nAllowedIPs=10.2.0.0/16\n");
         assert!(parse(&text).unwrap().peers[0].replace_allowed_ips);
+    }
+
+    #[test]
+    fn test_line_endpoint_and_warnings_before_error() {
+        let mut parser = Parser::new();
+        parser.line("[Peer]").unwrap();
+        assert!(parser.line_endpoint_mut().is_none());
+        parser.line("Endpoint = host.example:5").unwrap();
+        *parser.line_endpoint_mut().unwrap() = "1.2.3.4:5".parse().unwrap();
+        parser.line(&format!("PublicKey={PEER1}")).unwrap();
+        assert!(parser.line_endpoint_mut().is_none());
+        let err = parser.line("AllowedIPs = 10.0.0.1/8, 10.0.0.256").unwrap_err();
+        assert_eq!(err.to_string(), "Unable to parse IP address: `10.0.0.256'");
+        let warnings = parser.take_warnings();
+        assert_eq!(
+            warnings,
+            [Warning::NonzeroHostPart("10.0.0.1/8".into())],
+            "warnings before the bad item are kept"
+        );
+        let mut parser = Parser::new();
+        parser.line("[Peer]").unwrap();
+        parser.line(&format!("PublicKey={PEER1}")).unwrap();
+        parser.line("Endpoint = host.example:5").unwrap();
+        *parser.line_endpoint_mut().unwrap() = "1.2.3.4:5".parse().unwrap();
+        let device = parser.finish().unwrap();
+        assert_eq!(device.peers[0].endpoint, Some("1.2.3.4:5".parse().unwrap()));
     }
 
     #[test]
