@@ -11,3 +11,4 @@
 mod differential;
 mod harness;
 mod repo;
+mod show;

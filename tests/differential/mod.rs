@@ -12,9 +12,22 @@
 //!    `wireguard-tools v1.0.20210914 - https://git.zx2c4.com/wireguard-tools/\n`; ours prints
 //!    our own version. Only a single stdout line starting with `wireguard-tools v`, empty stderr
 //!    and exit 0 are checked: `dispatch::version_has_reference_form`.
+//! 2. **`wg show all endpoints` names the interface on every line** (compat 2.3 and 8, fixed
+//!    upstream in 2023). 1.0.20210914 prints `IF\t` once per interface, before its first peer
+//!    line only, and with no peers a bare `IF\t` with no newline at all; HEAD (and ours) print
+//!    `IF\t` before every peer line and nothing for an interface without peers. The `show`
+//!    tests compare ours against the reference's output with the prefix re-applied to every
+//!    peer line (`show::head_all_endpoints`, using each interface's known peer count), in every
+//!    test that runs `wg show all endpoints`.
+//! 3. **Interface names of 16 bytes or more on the kernel path** (compat 1.7 and 8, 2023): HEAD
+//!    fails with ENAMETOOLONG before asking the kernel, so `wg show <16+ byte name>` and
+//!    `wg showconf …` print `Unable to access interface: File name too long`; 1.0.20210914
+//!    passes the name on and (without the kernel module) prints `Protocol not supported`.
+//!    Expected = the reference's outcome with that strerror text replaced:
+//!    `show::show_error_forms`.
 //!
-//! (Later issues append the HEAD-vs-1.0.20210914 differences of compat.md section 8 as they
-//! reach them, e.g. `wg show all endpoints` naming the interface on every line.)
+//! (Later issues append the other HEAD-vs-1.0.20210914 differences of compat.md section 8 as
+//! they reach them.)
 
 mod dispatch;
 mod keys;

@@ -25,8 +25,11 @@
 //!   request; it is only counted in [`FakeUapi::probes`].
 //! * Replies are sent verbatim: the script decides whether they are well-formed, so malformed
 //!   or error replies (`errno=22\n\n`) can be injected as easily as good ones.
+//! * After a reply the connection stays open for the next request, as with wireguard-go,
+//!   unless [`FakeUapi::set_close_after_reply`] asks for the server to close it: the way to
+//!   serve a truncated reply (no blank line) that the client would otherwise wait on forever.
 //! * Defaults: the get reply is an empty, valid device (`errno=0\n\n`); the set reply is
-//!   `errno=0\n\n`.
+//!   `errno=0\n\n`; connections stay open.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
@@ -47,6 +50,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 struct State {
     get_reply: Vec<u8>,
     set_reply: Vec<u8>,
+    close_after_reply: bool,
     requests: Vec<Vec<u8>>,
 }
 
@@ -101,6 +105,7 @@ impl FakeUapi {
             state: Mutex::new(State {
                 get_reply: b"errno=0\n\n".to_vec(),
                 set_reply: SET_OK.to_vec(),
+                close_after_reply: false,
                 requests: Vec::new(),
             }),
             probes: AtomicUsize::new(0),
@@ -134,6 +139,12 @@ impl FakeUapi {
     /// Sets the exact bytes sent in reply to every later `set=1` request.
     pub fn set_set_reply(&self, reply: impl Into<Vec<u8>>) {
         self.shared.lock().set_reply = reply.into();
+    }
+
+    /// Whether the server closes each connection right after sending a reply (default
+    /// `false`: it waits for another request, as wireguard-go does).
+    pub fn set_close_after_reply(&self, close: bool) {
+        self.shared.lock().close_after_reply = close;
     }
 
     /// Every request received so far, verbatim, oldest first.
@@ -201,19 +212,20 @@ fn serve(mut conn: UnixStream, shared: &Shared) {
     loop {
         while let Some(end) = request_end(&buf) {
             let request: Vec<u8> = buf.drain(..end).collect();
-            let reply = {
+            let (reply, close) = {
                 let mut state = shared.lock();
                 state.requests.push(request.clone());
-                if request.starts_with(b"get=1\n") {
+                let reply = if request.starts_with(b"get=1\n") {
                     Some(state.get_reply.clone())
                 } else if request.starts_with(b"set=1\n") {
                     Some(state.set_reply.clone())
                 } else {
                     None
-                }
+                };
+                (reply, state.close_after_reply)
             };
             match reply {
-                Some(reply) if conn.write_all(&reply).is_ok() => {}
+                Some(reply) if conn.write_all(&reply).is_ok() && !close => {}
                 _ => return,
             }
         }
@@ -269,6 +281,9 @@ mod tests {
             b"listen_port=1\nerrno=0\n\nerrno=-98\n\n"
         );
         assert_eq!(roundtrip(&path, b"bogus=1\n\nget=1\n\n"), b"");
+        fake.set_close_after_reply(true);
+        fake.set_get_reply("errno=0\n");
+        assert_eq!(roundtrip(&path, b"get=1\n\nget=1\n\n"), b"errno=0\n");
         assert_eq!(
             fake.take_requests(),
             vec![
@@ -276,6 +291,7 @@ mod tests {
                 b"get=1\n\n".to_vec(),
                 b"set=1\nfwmark=1\n\n".to_vec(),
                 b"bogus=1\n\n".to_vec(),
+                b"get=1\n\n".to_vec(),
             ]
         );
         // The probe thread may still be finishing; the count is eventually exact.
