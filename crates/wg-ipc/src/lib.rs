@@ -11,6 +11,7 @@
 pub mod backend;
 mod kernel;
 mod netlink;
+pub mod resolve;
 pub mod uapi;
 
 pub use backend::{Ipc, IpcError};
