@@ -11,4 +11,6 @@
 mod differential;
 mod harness;
 mod repo;
+mod set;
+mod setconf;
 mod show;
