@@ -117,7 +117,8 @@ pub(crate) fn random_allowed_ip(rng: &mut ChaCha8Rng) -> String {
 }
 
 /// A random endpoint that resolves without DNS: IPv4, IPv6 (bracketed or last-colon form),
-/// IPv4-compatible IPv6, an `inet_aton` short form, `localhost`, or a link-local scoped by name.
+/// IPv4-compatible IPv6, an `inet_aton` short form, `localhost`, or a link-local scoped by
+/// interface name or index (sent as `%lo` either way).
 pub(crate) fn random_endpoint(rng: &mut ChaCha8Rng) -> String {
     let port: u16 = rng.gen_range(1..=65535);
     match rng.gen_range(0..10) {
@@ -132,6 +133,10 @@ pub(crate) fn random_endpoint(rng: &mut ChaCha8Rng) -> String {
             std::net::Ipv4Addr::from(rng.gen::<u32>() | 1 << 31)
         ),
         8 => format!("localhost:{port}"),
+        9 if rng.gen_bool(0.3) => {
+            let scope = pick(rng, &["lo", "1"]);
+            format!("[fe80::{:x}%{scope}]:{port}", rng.gen::<u16>())
+        }
         _ => format!("10.{}:{port}", rng.gen::<u16>()),
     }
 }

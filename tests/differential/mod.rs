@@ -26,6 +26,11 @@
 //!    Expected = the reference's outcome with that strerror text replaced:
 //!    `show::show_error_forms`.
 //!
+//! 4. **`set`, `setconf`, `addconf`, `syncconf`**: HEAD's `wg set` usage line, `+`/`-`
+//!    allowed-ips prefixes, syncconf's reset of a preshared key or keepalive missing from the
+//!    file, and this project's refusal of ports above 65535 and of service-name ports. Listed
+//!    one by one, with the tests that pin each, in the module docs of `tests/set.rs`.
+//!
 //! (Later issues append the other HEAD-vs-1.0.20210914 differences of compat.md section 8 as
 //! they reach them.)
 
