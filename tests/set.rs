@@ -463,6 +463,9 @@ fn corrupt(rng: &mut ChaCha8Rng, args: &mut Vec<String>) {
 // ---------------------------------------------------------------------------------------------
 // Tests.
 
+/// Extra environment variables for one run.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 #[test]
 fn usage_is_head_text() {
     // Known difference 1: the reference's 2021 usage line lacks `[+|-]`.
@@ -558,7 +561,7 @@ fn errors_match_reference_and_leave_device_unchanged() {
             .collect()
     };
     let no_retries = [("WG_ENDPOINT_RESOLUTION_RETRIES", "0")];
-    let cases: Vec<(Vec<String>, &[(&str, &str)])> = vec![
+    let cases: Vec<(Vec<String>, Env<'_>)> = vec![
         (d(&["remove"]), &[]),
         (d(&["peer"]), &[]),
         (d(&["bogus"]), &[]),

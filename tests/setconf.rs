@@ -323,7 +323,7 @@ fn parse_errors_match_reference_and_leave_device_unchanged() {
         ),
         (format!("{peer}PersistentKeepalive = 65536\n"), &[]),
         (format!("{peer}PersistentKeepalive = on\n"), &[]),
-        (format!("[Interface]\nFwMark = 1\nListen\0Port = 5\n"), &[]),
+        ("[Interface]\nFwMark = 1\nListen\0Port = 5\n".into(), &[]),
         ("[Interface]\nPrivateKey = \u{e9}\u{e9}\n".into(), &[]),
         (
             format!("{peer}AllowedIPs = 10.0.0.1/8\r\n[Peer]\r\nEndpoint = 1.2.3.4:5\r\n"),
