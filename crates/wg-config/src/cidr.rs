@@ -199,10 +199,7 @@ pub fn parse_allowed_ips(value: &str) -> Result<AllowedIpList, AllowedIpError> {
 /// has a `+`/`-` prefix), then appends each item and its warning. On an error `list` keeps what
 /// was parsed before the failing item; the reference prints each warning as it parses the
 /// item, so those warnings come out *before* the error message.
-pub fn parse_allowed_ips_into(
-    value: &str,
-    list: &mut AllowedIpList,
-) -> Result<(), AllowedIpError> {
+pub fn parse_allowed_ips_into(value: &str, list: &mut AllowedIpList) -> Result<(), AllowedIpError> {
     list.replace = true;
     if value.is_empty() {
         return Ok(());

@@ -340,7 +340,9 @@ pub(crate) mod tests {
         *parser.line_endpoint_mut().unwrap() = "1.2.3.4:5".parse().unwrap();
         parser.line(&format!("PublicKey={PEER1}")).unwrap();
         assert!(parser.line_endpoint_mut().is_none());
-        let err = parser.line("AllowedIPs = 10.0.0.1/8, 10.0.0.256").unwrap_err();
+        let err = parser
+            .line("AllowedIPs = 10.0.0.1/8, 10.0.0.256")
+            .unwrap_err();
         assert_eq!(err.to_string(), "Unable to parse IP address: `10.0.0.256'");
         let warnings = parser.take_warnings();
         assert_eq!(
