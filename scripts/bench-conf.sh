@@ -30,7 +30,7 @@ python3 - "$peers" "$ips" > "$work/big.conf" <<'PY'
 import base64, os, sys
 peers, ips = int(sys.argv[1]), int(sys.argv[2])
 key = lambda: base64.b64encode(os.urandom(32)).decode()
-print("[Interface]\nPrivateKey = %s\nListenPort = 0\n" % key())
+print("[Interface]\nPrivateKey = %s\nListenPort = 51820\n" % key())
 n = 0
 for p in range(peers):
     print("[Peer]\nPublicKey = %s" % key())
@@ -65,6 +65,6 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR
 ref=$(echo "${times[reference]}" | median)
 our=$(echo "${times[ours]}" | median)
 printf 'median reference %.3f s, ours %.3f s, ratio ours/reference %.2f\n' "$ref" "$our" "$(awk -v a="$our" -v b="$ref" 'BEGIN { printf "%.6f", a / b }')"
-sort "$work/out.reference" > "$work/a"; sort "$work/out.ours" > "$work/b"
+sort "$work/out.reference" > "$work/a"; sort "$work/out.ours" > "$work/b"; diff "$work/a" "$work/b" | head -5 >&2 || true
 cmp -s "$work/a" "$work/b" && echo "showconf outputs agree (as sorted lines)" || echo "WARNING: showconf outputs differ"
 INNER
