@@ -558,3 +558,41 @@ fn device_states_match_reference() {
     }
     finish(failures, STATE_CASES);
 }
+
+/// syncconf reads the device first: its failures (no such interface, an errno reply, a garbled
+/// reply) are reported as `Unable to retrieve current interface configuration: …` and nothing
+/// is set.
+#[test]
+fn syncconf_get_failures_match_reference() {
+    if !require_root() {
+        return;
+    }
+    let bed = Bed::new();
+    let key = "JIu8MrLtS2H2A0g7JpdOXlDNI8E6WAXYvsKnEJL+aks=";
+    let conf = bed.file("peer", format!("[Peer]\nPublicKey = {key}\n").as_bytes());
+    let mut failures = Vec::new();
+    // (An empty reply would leave the fake's connection open until its idle timeout.)
+    let replies: [&[u8]; 3] = [b"errno=5\n\n", b"errno=-5\n\n", b"listen_port=1\n\n"];
+    for reply in replies {
+        bed.fake.set_get_reply(reply);
+        for interface in ["IF", "nosuchwg"] {
+            let args = ["syncconf", interface, &conf].map(str::to_owned);
+            let capture = bed.capture(&args, &[]);
+            let what = format!(
+                "{args:?} with get reply {:?}",
+                String::from_utf8_lossy(reply)
+            );
+            if let Err(report) = assert_same_capture(&what, &capture) {
+                failures.push(report);
+            }
+            if !capture
+                .0
+                .stderr_str()
+                .starts_with("Unable to retrieve current interface")
+            {
+                failures.push(format!("=== {what}\nunexpected: {:?}", capture.0));
+            }
+        }
+    }
+    finish(failures, 6);
+}
