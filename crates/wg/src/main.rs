@@ -16,7 +16,6 @@ mod setconf;
 mod show;
 mod showconf;
 mod terminal;
-mod unimplemented;
 
 /// What every subcommand receives: the program name and its own argv (argv[0] is the
 /// subcommand's name, as in the reference, which passes `argv + 1`).
