@@ -4,6 +4,8 @@
 //!   (lists the known, deliberate differences).
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
 //! * `repo`: repository-level promises (scripts the README and CI rely on).
+//! * `show`: `wg show` / `wg showconf` on live wireguard-go devices and on replayed UAPI
+//!   replies (root only).
 //!
 //! Shared helpers live in the `wg_tests` library (`tests/util/`). Our binaries are found in
 //! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
