@@ -14,6 +14,9 @@ use wg_config::Device;
 use crate::kernel;
 use crate::uapi::SocketDir;
 
+/// The size of a kernel interface name buffer, NUL included.
+const IFNAMSIZ: usize = 16;
+
 /// A backend failure, carrying the errno the reference would print with `strerror`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpcError(pub i32);
@@ -78,6 +81,11 @@ impl Ipc {
         if self.sockets.has_interface(interface) {
             let reply = self.sockets.request(interface, uapi::GET_REQUEST)?;
             return Ok(uapi::decode_get(&reply)?);
+        }
+        // Upstream HEAD refuses names that cannot be a kernel interface name (IFNAMSIZ)
+        // before asking the kernel; 1.0.20210914 passed them on.
+        if interface.len() >= IFNAMSIZ {
+            return Err(IpcError(libc::ENAMETOOLONG));
         }
         kernel::unsupported()?;
         unreachable!("kernel::unsupported always fails")

@@ -308,7 +308,7 @@ unsafe fn sockaddr_to_std(
 /// The endpoint as `getnameinfo(NI_NUMERICHOST | NI_NUMERICSERV)` writes it, which is what the
 /// reference's UAPI request carries: a scope id stays numeric except on link-local unicast or
 /// multicast addresses, where it becomes the interface name if that index exists.
-fn numeric_endpoint(addr: SocketAddr) -> Endpoint {
+pub fn numeric_endpoint(addr: SocketAddr) -> Endpoint {
     let SocketAddr::V6(v6) = addr else {
         return Endpoint::Addr(addr);
     };
@@ -326,6 +326,16 @@ fn numeric_endpoint(addr: SocketAddr) -> Endpoint {
         }
     }
     Endpoint::Addr(SocketAddr::V6(v6))
+}
+
+/// Rewrites every resolved peer endpoint of a state into the form the reference prints
+/// (see [`numeric_endpoint`]): link-local scope ids become interface names.
+pub fn name_endpoint_scopes(device: &mut wg_config::Device) {
+    for peer in &mut device.peers {
+        if let Some(Endpoint::Addr(addr)) = peer.endpoint {
+            peer.endpoint = Some(numeric_endpoint(addr));
+        }
+    }
 }
 
 /// `if_indextoname`, or `None` when no interface has that index.

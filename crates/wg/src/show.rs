@@ -54,7 +54,10 @@ pub(crate) fn main(inv: &Invocation<'_>) -> u8 {
         Some(_) => {
             let interface = &args[1];
             let device = match ipc.get(interface) {
-                Ok(device) => device,
+                Ok(mut device) => {
+                    wg_ipc::resolve::name_endpoint_scopes(&mut device);
+                    device
+                }
                 Err(e) => return fail(format!("Unable to access interface: {e}\n").as_bytes()),
             };
             let name = device_name(interface.as_bytes());
@@ -85,7 +88,10 @@ fn show_all(inv: &Invocation<'_>, ipc: &Ipc, param: Option<&OsString>) -> u8 {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let device = match ipc.get(OsStr::from_bytes(name)) {
-            Ok(device) => device,
+            Ok(mut device) => {
+                wg_ipc::resolve::name_endpoint_scopes(&mut device);
+                device
+            }
             Err(e) => {
                 let mut text = b"Unable to access interface ".to_vec();
                 text.extend_from_slice(name);
@@ -147,12 +153,10 @@ fn fail(message: &[u8]) -> u8 {
     1
 }
 
-/// A key in base64, or `(none)`.
+/// A key in base64, or `(none)`. A present all-zero key is printed: a daemon that reports
+/// `private_key=000…` gets it shown, as the reference does.
 fn maybe_key<K: Key>(key: Option<&K>) -> String {
-    match key {
-        Some(key) if !key.is_zero() => key.to_base64(),
-        _ => "(none)".to_owned(),
-    }
+    key.map_or_else(|| "(none)".to_owned(), Key::to_base64)
 }
 
 /// A secret for the pretty form: hidden unless `WG_HIDE_KEYS=never`.

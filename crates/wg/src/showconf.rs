@@ -12,7 +12,10 @@ pub(crate) fn main(inv: &Invocation<'_>) -> u8 {
         return output::usage_error(inv.prog, b"showconf <interface>");
     }
     match Ipc::new().get(&inv.args[1]) {
-        Ok(device) => output::stdout(wg_config::showconf(&device).as_bytes()),
+        Ok(mut device) => {
+            wg_ipc::resolve::name_endpoint_scopes(&mut device);
+            output::stdout(wg_config::showconf(&device).as_bytes())
+        }
         Err(e) => {
             output::stderr(format!("Unable to access interface: {e}\n").as_bytes());
             1
