@@ -12,6 +12,7 @@
 
 mod differential;
 mod harness;
+mod permissions;
 mod repo;
 mod set;
 mod setconf;
