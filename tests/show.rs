@@ -85,7 +85,7 @@ const PRETTY_ENVS: [Env; 8] = [
 ];
 
 /// Generated states in [`show_random_states_live_and_replayed`].
-const STATES: u64 = 1500;
+const STATES: u64 = 2500;
 
 /// wireguard-go devices (and replayed fake sockets) the states rotate through.
 const DEVICES: usize = 4;
