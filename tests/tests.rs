@@ -17,3 +17,4 @@ mod repo;
 mod set;
 mod setconf;
 mod show;
+mod tunnel;

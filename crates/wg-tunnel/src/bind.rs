@@ -1,0 +1,133 @@
+//! The UDP side: one socket that carries both IPv4 and IPv6 WireGuard datagrams.
+//!
+//! The socket is bound to `[::]:port` without `IPV6_V6ONLY`, so IPv4 peers appear as
+//! v4-mapped addresses (`::ffff:a.b.c.d`); [`Bind`] translates them to and from plain IPv4
+//! [`SocketAddr`]s, so the protocol core only ever sees canonical addresses. Where IPv6 is
+//! unavailable it falls back to an IPv4-only socket.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use crate::sys;
+
+/// A bound, non-blocking UDP socket.
+#[derive(Debug)]
+pub struct Bind {
+    socket: UdpSocket,
+    dual_stack: bool,
+    port: u16,
+}
+
+impl Bind {
+    /// Binds to `port` on all addresses (`0`: a random port), with firewall mark `fwmark`
+    /// (`0`: none).
+    pub fn new(port: u16, fwmark: u32) -> io::Result<Bind> {
+        let (socket, dual_stack) = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
+            Ok(socket) => (socket, true),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?, false)
+            }
+            Err(e) => return Err(e),
+        };
+        socket.set_nonblocking(true)?;
+        if fwmark != 0 {
+            sys::set_mark(socket.as_fd(), fwmark)?;
+        }
+        let port = socket.local_addr()?.port();
+        Ok(Bind {
+            socket,
+            dual_stack,
+            port,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sets the firewall mark (`0` clears it).
+    pub fn set_mark(&self, fwmark: u32) -> io::Result<()> {
+        sys::set_mark(self.socket.as_fd(), fwmark)
+    }
+
+    /// Receives one datagram; `WouldBlock` when none is waiting.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (len, from) = self.socket.recv_from(buf)?;
+        Ok((len, canonical(from)))
+    }
+
+    /// Sends one datagram.
+    pub fn send_to(&self, datagram: &[u8], dst: SocketAddr) -> io::Result<()> {
+        let dst = match dst {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
+            }
+            other => other,
+        };
+        self.socket.send_to(datagram, dst).map(drop)
+    }
+}
+
+impl AsRawFd for Bind {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// Turns a v4-mapped IPv6 address into the IPv4 address it stands for.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_canonical() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:51820".parse().unwrap();
+        assert_eq!(canonical(mapped), "10.0.0.1:51820".parse().unwrap());
+        let v6: SocketAddr = "[fd00::1]:5".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+    }
+
+    #[test]
+    fn test_loopback_both_families() {
+        let a = Bind::new(0, 0).unwrap();
+        let b = Bind::new(0, 0).unwrap();
+        let mut buf = [0u8; 16];
+        let mut dsts = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, b.port()))];
+        if a.dual_stack && b.dual_stack {
+            dsts.push(SocketAddr::from((Ipv6Addr::LOCALHOST, b.port())));
+        }
+        for dst in dsts {
+            a.send_to(b"hi", dst).unwrap();
+            let start = std::time::Instant::now();
+            let (len, from) = loop {
+                match b.recv_from(&mut buf) {
+                    Ok(r) => break r,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(start.elapsed().as_secs() < 5, "no datagram");
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            assert_eq!(&buf[..len], b"hi");
+            assert_eq!(from, SocketAddr::new(dst.ip(), a.port()));
+        }
+    }
+}

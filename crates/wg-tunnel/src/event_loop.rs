@@ -1,0 +1,188 @@
+//! The event loop: one thread, one `poll(2)` over the termination signalfd, the TUN device,
+//! the UAPI listener, the UDP socket and every UAPI connection, woken at the latest by the
+//! protocol's next deadline. This is the only code in the daemon that reads the clock.
+//!
+//! Each round: wait; read the clock once; handle signals (exit), the TUN device (packets to
+//! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams,
+//! due timers; flush the tunnel's outputs; then serve UAPI connections and flush again (a
+//! `set` may start a handshake).
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use wg_config::uapi::encode_get;
+use wg_config::Device;
+
+use crate::device::Interface;
+use crate::log::{debug, error, info};
+use crate::sys::{self, PollFd};
+use crate::tun::Tun;
+use crate::uapi_server::{Connection, Handler, UapiListener};
+
+/// Packets (or datagrams) handled per source per round, so neither side starves the other.
+const BURST: usize = 64;
+/// Large enough for any IP packet and any datagram.
+const BUF_LEN: usize = 65_536 + 64;
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// The TUN interface was deleted.
+    InterfaceGone,
+}
+
+/// Runs until a termination signal or the interface's deletion.
+pub fn run(
+    tun: &Tun,
+    uapi: &UapiListener,
+    signals: &std::fs::File,
+    iface: &mut Interface,
+) -> io::Result<Exit> {
+    let ifname = tun.name().to_owned();
+    let mut conns: Vec<Connection> = Vec::new();
+    let mut packet = vec![0u8; BUF_LEN];
+    let mut out = vec![0u8; BUF_LEN];
+    let mut fds: Vec<PollFd> = Vec::new();
+    loop {
+        let timeout = match iface.poll_timeout() {
+            None => -1,
+            Some(deadline) => millis_until(deadline, Instant::now()),
+        };
+        fds.clear();
+        fds.push(sys::poll_fd(signals.as_raw_fd(), libc::POLLIN));
+        fds.push(sys::poll_fd(tun.as_raw_fd(), libc::POLLIN));
+        fds.push(sys::poll_fd(uapi.as_raw_fd(), libc::POLLIN));
+        fds.push(sys::poll_fd(iface.bind().as_raw_fd(), libc::POLLIN));
+        for conn in &conns {
+            let events = if conn.wants_write() {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
+            fds.push(sys::poll_fd(conn.as_raw_fd(), events));
+        }
+        sys::poll(&mut fds, timeout)?;
+
+        let now = Instant::now();
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        iface.set_wall_clock(now, since_epoch);
+
+        if fds[0].revents != 0 {
+            info!(&ifname, "received termination signal, shutting down");
+            return Ok(Exit::Signal);
+        }
+        if fds[1].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            info!(&ifname, "interface deleted, shutting down");
+            return Ok(Exit::InterfaceGone);
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            for _ in 0..BURST {
+                match tun.recv(&mut packet) {
+                    Ok(len) => iface.handle_outgoing(now, &packet[..len]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if Tun::is_gone(&e) => {
+                        info!(&ifname, "interface deleted ({e}), shutting down");
+                        return Ok(Exit::InterfaceGone);
+                    }
+                    Err(e) => {
+                        error!(&ifname, "failed to read from TUN device: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if fds[3].revents != 0 {
+            for _ in 0..BURST {
+                match iface.bind().recv_from(&mut packet) {
+                    Ok((len, from)) => iface.handle_incoming(now, from, &packet[..len]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP errors surface here (e.g. ECONNREFUSED); they are not fatal.
+                        debug!(&ifname, "UDP receive: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        iface.handle_timeout(now);
+        iface.flush(tun, &mut out);
+
+        // UAPI: existing connections first (their pollfds start at index 4), then new ones.
+        let mut handler = UapiHandler {
+            iface,
+            now,
+            since_epoch,
+        };
+        for (conn, fd) in conns.iter_mut().zip(&fds[4..]) {
+            if fd.revents & libc::POLLOUT != 0 {
+                conn.on_writable();
+            }
+            if fd.revents & !libc::POLLOUT != 0 {
+                conn.on_readable(&mut handler);
+            }
+        }
+        if fds[2].revents != 0 {
+            loop {
+                match uapi.accept() {
+                    Ok(Some(mut conn)) => {
+                        conn.on_readable(&mut handler);
+                        conns.push(conn);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        error!(&ifname, "UAPI accept: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        conns.retain(|c| !c.is_done());
+        iface.flush(tun, &mut out);
+    }
+}
+
+/// Milliseconds from `now` until `deadline`, rounded up so the loop never wakes early and
+/// spins, clamped to what poll(2) takes.
+fn millis_until(deadline: Instant, now: Instant) -> libc::c_int {
+    let wait = deadline.saturating_duration_since(now);
+    let millis = wait
+        .as_nanos()
+        .div_ceil(Duration::from_millis(1).as_nanos());
+    libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX)
+}
+
+/// Serves UAPI requests against the interface at one instant of the loop.
+struct UapiHandler<'a> {
+    iface: &'a mut Interface,
+    now: Instant,
+    since_epoch: Duration,
+}
+
+impl Handler for UapiHandler<'_> {
+    fn get(&mut self) -> String {
+        encode_get(self.iface.get())
+    }
+
+    fn set(&mut self, delta: &Device) -> Result<(), i32> {
+        self.iface.set(self.now, self.since_epoch, delta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_millis_until_rounds_up() {
+        let now = Instant::now();
+        assert_eq!(millis_until(now, now), 0);
+        assert_eq!(millis_until(now + Duration::from_micros(1), now), 1);
+        assert_eq!(millis_until(now + Duration::from_millis(5), now), 5);
+        assert_eq!(millis_until(now, now + Duration::from_secs(1)), 0);
+    }
+}

@@ -1,0 +1,196 @@
+//! The crate's only `unsafe` code: thin, safe wrappers over the Linux system calls that std
+//! does not offer (TUN `ioctl`s, `poll`, `signalfd`, `fork`, `umask`, `SO_MARK`).
+//!
+//! Each wrapper validates its inputs, passes only pointers to live, correctly sized values,
+//! and turns a `-1` return into [`io::Error::last_os_error`]. Nothing here keeps state.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// `IFNAMSIZ`: interface names are at most 15 bytes plus the terminating NUL.
+pub(crate) const IFNAMSIZ: usize = 16;
+/// `_IOW('T', 202, int)` from `<linux/if_tun.h>`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `SIOCSIFMTU` from `<linux/sockios.h>`.
+const SIOCSIFMTU: libc::c_ulong = 0x8922;
+/// `IFF_TUN` from `<linux/if_tun.h>`: layer-3 packets.
+const IFF_TUN: libc::c_short = 0x0001;
+/// `IFF_NO_PI`: no 4-byte packet-information header before each packet.
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq`: the name, then a 24-byte union of which we use `ifr_flags` (a `short`) and
+/// `ifr_mtu` (an `int`), both at offset 0 of the union.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl IfReq {
+    /// An `ifreq` naming `name`, which must be shorter than [`IFNAMSIZ`] and contain no NUL.
+    fn new(name: &str) -> io::Result<IfReq> {
+        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut req = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; 24],
+        };
+        for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        Ok(req)
+    }
+
+    fn name(&self) -> String {
+        let bytes: Vec<u8> = self
+            .name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Opens `/dev/net/tun` and attaches it to a new (or existing, unused) TUN interface `name`
+/// with `IFF_TUN | IFF_NO_PI`. Returns the non-blocking, close-on-exec file and the name the
+/// kernel chose.
+pub(crate) fn open_tun(name: &str) -> io::Result<(File, String)> {
+    let mut req = IfReq::new(name)?;
+    req.data[..2].copy_from_slice(&(IFF_TUN | IFF_NO_PI).to_ne_bytes());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open("/dev/net/tun")?;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, and `req` is one, alive and
+    // exclusively borrowed for the duration of the call.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) })?;
+    Ok((file, req.name()))
+}
+
+/// Sets the MTU of interface `name` (in the calling thread's network namespace).
+pub(crate) fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let mut req = IfReq::new(name)?;
+    let mtu = libc::c_int::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    req.data[..4].copy_from_slice(&mtu.to_ne_bytes());
+    // SAFETY: socket(2) takes no pointers; the result is checked before being owned.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCSIFMTU reads one `struct ifreq`; `req` is one and outlives the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFMTU, &mut req as *mut IfReq) })?;
+    Ok(())
+}
+
+/// Sets `SO_MARK` on a socket (`0` clears it).
+pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
+    // SAFETY: SO_MARK reads a `u32` of the given length from a pointer to a live local.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            &mark as *const u32 as *const libc::c_void,
+            mem::size_of::<u32>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// One entry of a [`poll`] set.
+pub(crate) type PollFd = libc::pollfd;
+
+/// A `pollfd` waiting for `events` on `fd`.
+pub(crate) fn poll_fd(fd: RawFd, events: libc::c_short) -> PollFd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// poll(2) over `fds` for at most `timeout_ms` (`-1`: forever). An interrupted wait returns
+/// `Ok(0)`, as if it had timed out.
+pub(crate) fn poll(fds: &mut [PollFd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match cvt(rc) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Blocks SIGINT and SIGTERM for the process (which must be single-threaded) and returns a
+/// non-blocking `signalfd` that becomes readable when one arrives.
+pub(crate) fn termination_signalfd() -> io::Result<File> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: every call gets a pointer to the live local `set`; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        cvt(libc::sigprocmask(
+            libc::SIG_BLOCK,
+            &set,
+            std::ptr::null_mut(),
+        ))?;
+    }
+    // SAFETY: `set` is initialised; -1 asks for a new descriptor.
+    let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by signalfd(2) and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it. The process must be
+/// single-threaded (the umask is process-wide).
+pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask(2) cannot fail and takes no pointers.
+    let old = unsafe { libc::umask(mask) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    out
+}
+
+/// Detaches from the terminal like wireguard-go: forks, and the parent exits 0 at once (its
+/// devices and sockets were created before, so they exist when it returns); the child starts
+/// a new session and points stdin (and stdout/stderr unless `keep_output`) at `/dev/null`.
+///
+/// Must be called while the process is single-threaded, which `fork` requires.
+pub(crate) fn daemonize(keep_output: bool) -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    // SAFETY: the process is single-threaded (caller's contract), so the child's copy of the
+    // address space is consistent.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid != 0 {
+        // SAFETY: _exit skips destructors, which must not run twice (the child owns the
+        // devices now, and the socket file must outlive the parent).
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: setsid takes no arguments; failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+    let targets: &[RawFd] = if keep_output { &[0] } else { &[0, 1, 2] };
+    for &target in targets {
+        // SAFETY: dup2 onto a standard descriptor from a descriptor we own.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}

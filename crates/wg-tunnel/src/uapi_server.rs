@@ -1,0 +1,253 @@
+//! The UAPI server: the listening socket `/var/run/wireguard/IFNAME.sock` and its
+//! connections, speaking the text protocol through wg-config's [`RequestParser`].
+//!
+//! Transport rules follow wireguard-go: the directory is created with mode 0755 and the socket
+//! under umask 077 (`srwx------`); a stale socket file nobody listens on is replaced, and a
+//! live one makes start-up fail with "unix socket in use". Every connection is non-blocking
+//! and buffered both ways, so a slow client never stalls the event loop. A connection may
+//! carry several requests; what each request *does* is up to a [`Handler`].
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use wg_config::uapi::{encode_errno, Request, RequestParser};
+use wg_config::Device;
+
+use crate::sys;
+
+/// Where the sockets live.
+pub const SOCKET_DIR: &str = "/var/run/wireguard";
+
+/// A line longer than this (without `\n`) closes the connection.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Setting up the UAPI socket failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The socket directory could not be created.
+    #[error("failed to create `{}': {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process is listening on the socket.
+    #[error("unix socket in use: `{}'", path.display())]
+    InUse {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Binding or listening failed.
+    #[error("failed to listen on uapi socket `{}': {source}", path.display())]
+    Listen {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// What the server does with each request.
+pub trait Handler {
+    /// Answers `get=1`: the full reply, ending in `errno=0` and a blank line.
+    fn get(&mut self) -> String;
+    /// Applies a `set=1` delta, returning a positive errno on failure.
+    fn set(&mut self, delta: &Device) -> Result<(), i32>;
+}
+
+/// The listening socket. The file is removed by [`UapiListener::remove`], not on drop, so
+/// that a forked parent cannot delete its child's socket.
+#[derive(Debug)]
+pub struct UapiListener {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl UapiListener {
+    /// Creates `/var/run/wireguard/IFNAME.sock`.
+    pub fn bind(ifname: &str) -> Result<UapiListener, ListenError> {
+        Self::bind_in(Path::new(SOCKET_DIR), ifname)
+    }
+
+    /// Creates `DIR/IFNAME.sock`.
+    pub fn bind_in(dir: &Path, ifname: &str) -> Result<UapiListener, ListenError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|source| ListenError::Directory {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let path = dir.join(format!("{ifname}.sock"));
+        let listen_error = |source| ListenError::Listen {
+            path: path.clone(),
+            source,
+        };
+        if fs::symlink_metadata(&path).is_ok() {
+            if UnixStream::connect(&path).is_ok() {
+                return Err(ListenError::InUse { path });
+            }
+            fs::remove_file(&path).map_err(listen_error)?;
+        }
+        let listener =
+            sys::with_umask(0o077, || UnixListener::bind(&path)).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        Ok(UapiListener { listener, path })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts one pending connection, if any.
+    pub fn accept(&self) -> io::Result<Option<Connection>> {
+        match self.listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(true)?;
+                Ok(Some(Connection::new(stream)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the socket file (at shutdown).
+    pub fn remove(&self) {
+        // Already gone is fine: someone deleted it, which is a reason to shut down anyway.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl AsRawFd for UapiListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+/// One client connection: input and output buffers and the request parser.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    parser: RequestParser,
+    /// No more requests will be read: close once `output` is flushed.
+    closing: bool,
+}
+
+impl Connection {
+    fn new(stream: UnixStream) -> Connection {
+        Connection {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            parser: RequestParser::new(),
+            closing: false,
+        }
+    }
+
+    /// Whether there is a reply waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Whether the connection is finished and can be dropped.
+    pub fn is_done(&self) -> bool {
+        self.closing && self.output.is_empty()
+    }
+
+    /// Reads everything available and handles each complete request.
+    pub fn on_readable(&mut self, handler: &mut impl Handler) {
+        let mut chunk = [0u8; 4096];
+        while !self.closing {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    // End of stream: a `set` cut short still applies its complete lines, as
+                    // wireguard-go applies them one by one.
+                    if let Some(delta) = self.parser.abort() {
+                        let _ = handler.set(&delta);
+                    }
+                    self.closing = true;
+                }
+                Ok(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    self.process(handler);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closing = true;
+                    self.output.clear();
+                }
+            }
+        }
+        self.on_writable();
+    }
+
+    /// Writes as much of the pending reply as the socket takes.
+    pub fn on_writable(&mut self) {
+        while !self.output.is_empty() {
+            match self.stream.write(&self.output) {
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.output.clear();
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, handler: &mut impl Handler) {
+        let mut start = 0;
+        while let Some(end) = self.input[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.input[start..start + end]).into_owned();
+            start += end + 1;
+            match self.parser.line(&line) {
+                Ok(None) => {}
+                Ok(Some(Request::Get)) => self.output.extend_from_slice(handler.get().as_bytes()),
+                Ok(Some(Request::Set(delta))) => {
+                    let errno = handler.set(&delta).err().unwrap_or(0);
+                    self.output
+                        .extend_from_slice(encode_errno(errno).as_bytes());
+                }
+                Err(err) => {
+                    // Lines before the bad one take effect, as in wireguard-go.
+                    if let Some(delta) = self.parser.abort() {
+                        let _ = handler.set(&delta);
+                    }
+                    if let Some(errno) = err.errno() {
+                        self.output
+                            .extend_from_slice(encode_errno(errno).as_bytes());
+                    }
+                    self.closing = true;
+                    break;
+                }
+            }
+        }
+        self.input.drain(..start);
+        if self.input.len() > MAX_LINE {
+            self.closing = true;
+        }
+        if self.closing {
+            self.input.clear();
+        }
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
