@@ -251,3 +251,103 @@ impl AsRawFd for Connection {
         self.stream.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records `set` deltas and answers `get` with a fixed device.
+    #[derive(Default)]
+    struct Recorder {
+        sets: Vec<Device>,
+        fail_with: Option<i32>,
+    }
+
+    impl Handler for Recorder {
+        fn get(&mut self) -> String {
+            wg_config::uapi::encode_get(&Device {
+                listen_port: Some(51820),
+                ..Device::default()
+            })
+        }
+        fn set(&mut self, delta: &Device) -> Result<(), i32> {
+            self.sets.push(delta.clone());
+            self.fail_with.map_or(Ok(()), Err)
+        }
+    }
+
+    /// Sends `request` (then half-closes), drives the server side to the end, and returns
+    /// everything it replied.
+    fn exchange(handler: &mut Recorder, request: &[u8]) -> String {
+        let (client, server) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut conn = Connection::new(server);
+        (&client).write_all(request).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        while !conn.is_done() {
+            conn.on_readable(handler);
+        }
+        drop(conn);
+        let mut reply = String::new();
+        (&client).read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    #[test]
+    fn test_several_requests_per_connection() {
+        let mut h = Recorder::default();
+        let reply = exchange(&mut h, b"get=1\n\nset=1\nlisten_port=5\n\nget=1\n\n");
+        let get = "listen_port=51820\nerrno=0\n\n";
+        assert_eq!(reply, format!("{get}errno=0\n\n{get}"));
+        assert_eq!(h.sets.len(), 1);
+        assert_eq!(h.sets[0].listen_port, Some(5));
+    }
+
+    #[test]
+    fn test_empty_connection() {
+        let mut h = Recorder::default();
+        assert_eq!(exchange(&mut h, b""), "");
+        assert!(h.sets.is_empty());
+    }
+
+    #[test]
+    fn test_set_failure_is_negative_errno() {
+        let mut h = Recorder {
+            fail_with: Some(libc::EADDRINUSE),
+            ..Recorder::default()
+        };
+        assert_eq!(
+            exchange(&mut h, b"set=1\nlisten_port=5\n\n"),
+            "errno=-98\n\n"
+        );
+    }
+
+    #[test]
+    fn test_bad_line_applies_earlier_lines_and_closes() {
+        let mut h = Recorder::default();
+        let reply = exchange(&mut h, b"set=1\nlisten_port=7\nbogus\n\nget=1\n\n");
+        assert_eq!(reply, "errno=-71\n\n");
+        assert_eq!(h.sets.len(), 1);
+        assert_eq!(h.sets[0].listen_port, Some(7));
+    }
+
+    #[test]
+    fn test_unknown_operation_closes_silently() {
+        let mut h = Recorder::default();
+        assert_eq!(exchange(&mut h, b"frob=1\n\n"), "");
+    }
+
+    #[test]
+    fn test_stale_socket_replaced_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wg0.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        let first = UapiListener::bind_in(dir.path(), "wg0").expect("stale socket replaced");
+        match UapiListener::bind_in(dir.path(), "wg0") {
+            Err(ListenError::InUse { .. }) => {}
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        first.remove();
+        assert!(!path.exists());
+    }
+}
