@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Lifecycle tests check that the daemon exits and removes its socket on `ip link del` and on
-//! SIGTERM, and that without `-f` it returns only once the interface and socket exist. The
+//! SIGTERM, that it exits when its socket file is deleted, and that without `-f` it returns only once the interface and socket exist. The
 //! UAPI conformance test replays one `wg setconf` against both daemons and compares
 //! `wg showconf`.
 
@@ -207,6 +207,25 @@ fn tunnel_exits_on_sigterm() {
     let status = dev.terminate(DEADLINE);
     assert!(status.success(), "{status}\nlog:\n{}", dev.log());
     assert!(!dev.socket_host_path().exists(), "socket left behind");
+    let links = sandbox.run("ip", &["-o", "link", "show"]).stdout_str();
+    assert!(!links.contains("wg0"), "interface left behind:\n{links}");
+}
+
+/// Deleting the UAPI socket file stops the daemon (wireguard-go watches it with inotify), and
+/// the interface goes with it.
+#[test]
+fn tunnel_exits_when_socket_deleted() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let mut dev = sandbox.start_wg_tunnel("wg0");
+    std::fs::remove_file(dev.socket_host_path()).expect("remove socket");
+    wait_for("wg-tunnel to exit after its socket was deleted", || {
+        dev.try_status().is_some()
+    });
+    let status = dev.try_status().expect("exited");
+    assert!(status.success(), "{status}\nlog:\n{}", dev.log());
     let links = sandbox.run("ip", &["-o", "link", "show"]).stdout_str();
     assert!(!links.contains("wg0"), "interface left behind:\n{links}");
 }

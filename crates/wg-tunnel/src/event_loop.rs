@@ -2,12 +2,13 @@
 //! the UAPI listener, the UDP socket and every UAPI connection, woken at the latest by the
 //! protocol's next deadline. This is the only code in the daemon that reads the clock.
 //!
-//! Each round: wait; read the clock once; handle signals (exit), the TUN device (packets to
+//! Each round: wait; read the clock once; handle signals (exit), the deletion of the UAPI
+//! socket file (exit, as wireguard-go does through inotify), the TUN device (packets to
 //! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams,
 //! due timers; flush the tunnel's outputs; then serve UAPI connections and flush again (a
 //! `set` may start a handshake).
 
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,13 +33,16 @@ pub enum Exit {
     Signal,
     /// The TUN interface was deleted.
     InterfaceGone,
+    /// The UAPI socket file was deleted.
+    SocketRemoved,
 }
 
-/// Runs until a termination signal or the interface's deletion.
+/// Runs until a termination signal, the interface's deletion or the socket file's.
 pub fn run(
     tun: &Tun,
     uapi: &UapiListener,
     signals: &std::fs::File,
+    socket_watch: &std::fs::File,
     iface: &mut Interface,
 ) -> io::Result<Exit> {
     let ifname = tun.name().to_owned();
@@ -56,6 +60,7 @@ pub fn run(
         fds.push(sys::poll_fd(tun.as_raw_fd(), libc::POLLIN));
         fds.push(sys::poll_fd(uapi.as_raw_fd(), libc::POLLIN));
         fds.push(sys::poll_fd(iface.bind().as_raw_fd(), libc::POLLIN));
+        fds.push(sys::poll_fd(socket_watch.as_raw_fd(), libc::POLLIN));
         for conn in &conns {
             let events = if conn.wants_write() {
                 libc::POLLIN | libc::POLLOUT
@@ -75,6 +80,15 @@ pub fn run(
         if fds[0].revents != 0 {
             info!(&ifname, "received termination signal, shutting down");
             return Ok(Exit::Signal);
+        }
+        if fds[4].revents != 0 {
+            // Drain the events; only whether the file still exists matters.
+            let mut events = [0u8; 4096];
+            while matches!((&*socket_watch).read(&mut events), Ok(n) if n > 0) {}
+            if std::fs::symlink_metadata(uapi.path()).is_err() {
+                info!(&ifname, "UAPI socket removed, shutting down");
+                return Ok(Exit::SocketRemoved);
+            }
         }
         if fds[1].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             info!(&ifname, "interface deleted, shutting down");
@@ -112,13 +126,13 @@ pub fn run(
         iface.handle_timeout(now);
         iface.flush(tun, &mut out);
 
-        // UAPI: existing connections first (their pollfds start at index 4), then new ones.
+        // UAPI: existing connections first (their pollfds start at index 5), then new ones.
         let mut handler = UapiHandler {
             iface,
             now,
             since_epoch,
         };
-        for (conn, fd) in conns.iter_mut().zip(&fds[4..]) {
+        for (conn, fd) in conns.iter_mut().zip(&fds[5..]) {
             if fd.revents & libc::POLLOUT != 0 {
                 conn.on_writable();
             }

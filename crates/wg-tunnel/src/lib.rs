@@ -15,7 +15,8 @@
 //!
 //! Lifecycle (as wireguard-go): create the TUN device and the UAPI socket, then daemonise
 //! unless `-f` or `WG_PROCESS_FOREGROUND=1`, so both exist when the command returns; run until
-//! SIGINT/SIGTERM or until the interface is deleted; remove the socket file and exit.
+//! SIGINT/SIGTERM, until the interface is deleted (then remove the socket file) or until the
+//! socket file is deleted; exit 0.
 
 pub mod bind;
 pub mod device;
@@ -29,6 +30,7 @@ use std::ffi::OsString;
 use std::io;
 
 use crate::device::Interface;
+use crate::event_loop::Exit;
 use crate::log::{info, Level};
 use crate::tun::Tun;
 use crate::uapi_server::{ListenError, UapiListener};
@@ -101,8 +103,8 @@ pub enum Error {
     /// Forking into the background failed.
     #[error("failed to daemonize: {0}")]
     Daemonize(io::Error),
-    /// SIGINT/SIGTERM could not be routed to the loop.
-    #[error("failed to set up signal handling: {0}")]
+    /// SIGINT/SIGTERM or the socket file's deletion could not be routed to the loop.
+    #[error("failed to set up signal or socket watching: {0}")]
     Signals(io::Error),
     /// The initial UDP socket could not be bound.
     #[error("failed to bind UDP socket: {0}")]
@@ -130,16 +132,19 @@ pub fn run(options: &Options) -> Result<(), Error> {
     }
     info!(&ifname, "device started, UAPI at {}", uapi.path().display());
     let result = serve(&tun, &uapi);
-    uapi.remove();
+    // A socket file someone else removed may since have been re-created by another daemon.
+    if !matches!(result, Ok(Exit::SocketRemoved)) {
+        uapi.remove();
+    }
     info!(&ifname, "shut down");
-    result
+    result.map(drop)
 }
 
-fn serve(tun: &Tun, uapi: &UapiListener) -> Result<(), Error> {
+fn serve(tun: &Tun, uapi: &UapiListener) -> Result<Exit, Error> {
     let signals = sys::termination_signalfd().map_err(Error::Signals)?;
+    let socket_watch = sys::watch_unlink(uapi.path()).map_err(Error::Signals)?;
     let mut iface = Interface::new(tun.name()).map_err(Error::Bind)?;
-    event_loop::run(tun, uapi, &signals, &mut iface).map_err(Error::EventLoop)?;
-    Ok(())
+    event_loop::run(tun, uapi, &signals, &socket_watch, &mut iface).map_err(Error::EventLoop)
 }
 
 #[cfg(test)]

@@ -194,3 +194,18 @@ pub(crate) fn daemonize(keep_output: bool) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A non-blocking inotify descriptor watching `path` for `IN_ATTRIB`, which fires when its
+/// link count drops (it was unlinked), as wireguard-go watches its UAPI socket.
+pub(crate) fn watch_unlink(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: inotify_init1 takes no pointers; the result is checked before being owned.
+    let fd = cvt(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by inotify_init1 and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: `c_path` is a live NUL-terminated string for the duration of the call.
+    cvt(unsafe { libc::inotify_add_watch(fd, c_path.as_ptr(), libc::IN_ATTRIB) })?;
+    Ok(file)
+}
