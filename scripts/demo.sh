@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, in one command.
 #
-# Today (before the bundled tunnel lands) it builds the tools and shows:
+# It builds the tools and shows:
 #   1. key generation:   wg genkey | wg pubkey, and a preshared key;
 #   2. a config round-trip: a wg-quick config built from those keys is parsed by our
-#      wg-config crate and printed back, and the two are compared.
-# Once wg-tunnel exists this script brings up two network namespaces joined by it and shows a
-# ping and `wg show` instead.
+#      wg-config crate and printed back, and the two are compared;
+#   3. as root: two network namespaces joined by a veth pair and by our wg-tunnel, configured
+#      with our wg, then a ping through the tunnel and `wg show`:
+#
+#        ns wgdemo-a                                   ns wgdemo-b
+#        wgdemo0 10.200.0.1  <== WireGuard (UDP) ==>   wgdemo1 10.200.0.2
+#        veth 192.168.200.1  -------- veth --------    192.168.200.2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,3 +58,43 @@ else
     diff "$work/once.conf" "$work/twice.conf" >&2
     exit 1
 fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "==> not root: skipping the two-namespace tunnel demo (it needs ip netns)"
+    exit 0
+fi
+echo "==> two namespaces joined by wg-tunnel"
+tunnel=$PWD/target/release/wg-tunnel
+cleanup() {
+    ip netns del wgdemo-a 2>/dev/null || true
+    ip netns del wgdemo-b 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$work"
+ip netns add wgdemo-a
+ip netns add wgdemo-b
+ip link add wgdemo-va netns wgdemo-a type veth peer name wgdemo-vb netns wgdemo-b
+ip -n wgdemo-a addr add 192.168.200.1/24 dev wgdemo-va
+ip -n wgdemo-b addr add 192.168.200.2/24 dev wgdemo-vb
+for ns in wgdemo-a wgdemo-b; do
+    ip -n $ns link set lo up
+    ip -n $ns link set wgdemo-v${ns#wgdemo-} up
+done
+printf '%s\n' "$priv_a" > "$work/a.key"
+printf '%s\n' "$priv_b" > "$work/b.key"
+printf '%s\n' "$psk" > "$work/psk"
+ip netns exec wgdemo-a "$tunnel" wgdemo0
+ip netns exec wgdemo-b "$tunnel" wgdemo1
+ip netns exec wgdemo-a "$wg" set wgdemo0 private-key "$work/a.key" listen-port 51820 \
+    peer "$pub_b" preshared-key "$work/psk" allowed-ips 10.200.0.2/32 endpoint 192.168.200.2:51821
+ip netns exec wgdemo-b "$wg" set wgdemo1 private-key "$work/b.key" listen-port 51821 \
+    peer "$pub_a" preshared-key "$work/psk" allowed-ips 10.200.0.1/32 endpoint 192.168.200.1:51820
+ip -n wgdemo-a addr add 10.200.0.1/24 dev wgdemo0
+ip -n wgdemo-b addr add 10.200.0.2/24 dev wgdemo1
+ip -n wgdemo-a link set wgdemo0 up
+ip -n wgdemo-b link set wgdemo1 up
+ip netns exec wgdemo-a ping -c 3 -W 2 10.200.0.2
+echo "==> wg show wgdemo0 (in namespace wgdemo-a)"
+ip netns exec wgdemo-a "$wg" show wgdemo0
