@@ -66,6 +66,9 @@ fi
 echo "==> two namespaces joined by wg-tunnel"
 tunnel=$PWD/target/release/wg-tunnel
 cleanup() {
+    # Deleting the links stops the daemons (their sockets would keep the namespaces alive).
+    ip -n wgdemo-a link del wgdemo0 2>/dev/null || true
+    ip -n wgdemo-b link del wgdemo1 2>/dev/null || true
     ip netns del wgdemo-a 2>/dev/null || true
     ip netns del wgdemo-b 2>/dev/null || true
     rm -rf "$work"
