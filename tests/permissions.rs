@@ -24,7 +24,9 @@ fn as_nobody(sandbox: &Sandbox, wg: &Path, args: &[&str]) -> Outcome {
     let wg = wg.to_str().expect("binary paths are UTF-8");
     argv.push(wg);
     argv.extend_from_slice(args);
-    Invocation::new(argv).in_sandbox(sandbox).run(Path::new("/usr/bin/setpriv"))
+    Invocation::new(argv)
+        .in_sandbox(sandbox)
+        .run(Path::new("/usr/bin/setpriv"))
 }
 
 #[test]
