@@ -6,6 +6,13 @@
 //! live one makes start-up fail with "unix socket in use". Every connection is non-blocking
 //! and buffered both ways, so a slow client never stalls the event loop. A connection may
 //! carry several requests; what each request *does* is up to a [`Handler`].
+//!
+//! Unlike wireguard-go, which applies a `set` line by line, a `set` here is atomic with
+//! respect to its input: the [`Handler`] sees it only once its terminating blank line has
+//! arrived and every line parsed. A bad line (`errno=-71` for a line without `=`,
+//! `errno=-22` for an unknown key or a bad value), a line longer than [`MAX_LINE`]
+//! (`errno=-22`), or a client that disconnects mid-request changes nothing; the connection is
+//! then closed, as wireguard-go does after an error, and the daemon goes on serving others.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -22,8 +29,8 @@ use crate::sys;
 /// Where the sockets live.
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
-/// A line longer than this (without `\n`) closes the connection.
-const MAX_LINE: usize = 64 * 1024;
+/// A line longer than this (without `\n`) fails the request and closes the connection.
+pub const MAX_LINE: usize = 64 * 1024;
 
 /// Setting up the UAPI socket failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +148,8 @@ pub struct Connection {
     parser: RequestParser,
     /// No more requests will be read: close once `output` is flushed.
     closing: bool,
+    /// An operation line was read and its request has not ended yet.
+    in_request: bool,
 }
 
 impl Connection {
@@ -151,6 +160,7 @@ impl Connection {
             output: Vec::new(),
             parser: RequestParser::new(),
             closing: false,
+            in_request: false,
         }
     }
 
@@ -170,11 +180,8 @@ impl Connection {
         while !self.closing {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    // End of stream: a `set` cut short still applies its complete lines, as
-                    // wireguard-go applies them one by one.
-                    if let Some(delta) = self.parser.abort() {
-                        let _ = handler.set(&delta);
-                    }
+                    // End of stream: a request cut short is discarded unapplied.
+                    let _ = self.parser.abort();
                     self.closing = true;
                 }
                 Ok(n) => {
@@ -214,8 +221,12 @@ impl Connection {
         while let Some(end) = self.input[start..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&self.input[start..start + end]).into_owned();
             start += end + 1;
-            match self.parser.line(&line) {
-                Ok(None) => {}
+            let parsed = self.parser.line(&line);
+            if !matches!(parsed, Ok(None)) {
+                self.in_request = false;
+            }
+            match parsed {
+                Ok(None) => self.in_request = true,
                 Ok(Some(Request::Get)) => self.output.extend_from_slice(handler.get().as_bytes()),
                 Ok(Some(Request::Set(delta))) => {
                     let errno = handler.set(&delta).err().unwrap_or(0);
@@ -223,10 +234,8 @@ impl Connection {
                         .extend_from_slice(encode_errno(errno).as_bytes());
                 }
                 Err(err) => {
-                    // Lines before the bad one take effect, as in wireguard-go.
-                    if let Some(delta) = self.parser.abort() {
-                        let _ = handler.set(&delta);
-                    }
+                    // Nothing of the failed request is applied (see the module docs).
+                    let _ = self.parser.abort();
                     if let Some(errno) = err.errno() {
                         self.output
                             .extend_from_slice(encode_errno(errno).as_bytes());
@@ -237,7 +246,14 @@ impl Connection {
             }
         }
         self.input.drain(..start);
-        if self.input.len() > MAX_LINE {
+        if !self.closing && self.input.len() > MAX_LINE {
+            // A request in progress gets an answer; a garbage first line is just closed on,
+            // as an unknown operation is.
+            let _ = self.parser.abort();
+            if self.in_request {
+                self.output
+                    .extend_from_slice(encode_errno(libc::EINVAL).as_bytes());
+            }
             self.closing = true;
         }
         if self.closing {
@@ -323,12 +339,80 @@ mod tests {
     }
 
     #[test]
-    fn test_bad_line_applies_earlier_lines_and_closes() {
+    fn test_bad_line_applies_nothing_and_closes() {
         let mut h = Recorder::default();
         let reply = exchange(&mut h, b"set=1\nlisten_port=7\nbogus\n\nget=1\n\n");
         assert_eq!(reply, "errno=-71\n\n");
+        assert!(h.sets.is_empty(), "a failed set applies none of its lines");
+    }
+
+    #[test]
+    fn test_bad_values_and_keys_are_einval() {
+        let key = "ab".repeat(32);
+        for request in [
+            "set=1\nlisten_port=65536\n\n".to_owned(),
+            "set=1\nlisten_port=99999999999999999999999999999\n\n".to_owned(),
+            "set=1\nfwmark=-1\n\n".to_owned(),
+            "set=1\nprivate_key=zz\n\n".to_owned(),
+            "set=1\nfrobnicate=1\n\n".to_owned(),
+            format!("set=1\npublic_key={key}\nlisten_port=1\n\n"),
+            format!("set=1\npublic_key={key}\nendpoint=example.com:1\n\n"),
+            format!("set=1\npublic_key={key}\nallowed_ip=10.0.0.1\n\n"),
+            format!("set=1\npublic_key={key}\nprotocol_version=2\n\n"),
+            format!("set=1\npublic_key={key}\nremove=false\n\n"),
+            "get=1\nextra\n".to_owned(),
+        ] {
+            let mut h = Recorder::default();
+            assert_eq!(
+                exchange(&mut h, request.as_bytes()),
+                "errno=-22\n\n",
+                "{request:?}"
+            );
+            assert!(h.sets.is_empty(), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn test_not_utf8_is_einval() {
+        let mut h = Recorder::default();
+        let reply = exchange(&mut h, b"set=1\nlisten_port=\xff\xfe\n\n");
+        assert_eq!(reply, "errno=-22\n\n");
+        assert!(h.sets.is_empty());
+    }
+
+    #[test]
+    fn test_disconnect_mid_set_applies_nothing() {
+        for cut in [
+            &b"set=1\nlisten_port=7\n"[..],
+            b"set=1\nlisten_port=7",
+            b"set=1",
+        ] {
+            let mut h = Recorder::default();
+            assert_eq!(exchange(&mut h, cut), "");
+            assert!(h.sets.is_empty(), "{cut:?}");
+        }
+    }
+
+    #[test]
+    fn test_huge_line_fails_the_request_and_closes() {
+        let mut h = Recorder::default();
+        let mut request = b"set=1\nlisten_port=".to_vec();
+        request.extend(std::iter::repeat(b'1').take(MAX_LINE + 10));
+        request.extend_from_slice(b"\n\n");
+        assert_eq!(exchange(&mut h, &request), "errno=-22\n\n");
+        assert!(h.sets.is_empty());
+        // Garbage with no operation line is closed on silently, as an unknown operation.
+        let mut h = Recorder::default();
+        assert_eq!(exchange(&mut h, &vec![b'x'; MAX_LINE + 10]), "");
+    }
+
+    #[test]
+    fn test_good_request_after_bad_connection() {
+        // State is per connection: a fresh one after a failure is served normally.
+        let mut h = Recorder::default();
+        assert_eq!(exchange(&mut h, b"set=1\nbad\n"), "errno=-71\n\n");
+        assert_eq!(exchange(&mut h, b"set=1\nlisten_port=9\n\n"), "errno=0\n\n");
         assert_eq!(h.sets.len(), 1);
-        assert_eq!(h.sets[0].listen_port, Some(7));
     }
 
     #[test]
