@@ -72,6 +72,16 @@ pub(crate) fn main(inv: &Invocation<'_>) -> u8 {
     modify(interface, &delta)
 }
 
+/// `wg addconf INTERFACE FILE` where the file's contents are `text`: what `wg-quick` runs as
+/// `wg addconf IF <(echo "$WG_CONFIG")`. Diagnostics are printed as `wg addconf` prints them;
+/// returns its exit status.
+pub fn addconf_text(interface: &std::ffi::OsStr, text: &[u8]) -> u8 {
+    match read_config(text) {
+        Some(parsed) => modify(interface_name(interface), &parsed),
+        None => 1,
+    }
+}
+
 /// Parses a configuration file, printing diagnostics as the reference does; `None` after an
 /// error (already reported).
 fn read_config(mut input: impl BufRead) -> Option<Device> {
