@@ -12,6 +12,7 @@ pub mod backend;
 mod kernel;
 mod netlink;
 pub mod resolve;
+pub mod rtnl;
 pub mod uapi;
 
 pub use backend::{Ipc, IpcError};
