@@ -25,7 +25,9 @@ use crate::messages::{
     CookieReply, HandshakeResponse, TransportData, HANDSHAKE_INITIATION_LEN, HANDSHAKE_RESPONSE_LEN,
 };
 use crate::noise::cookie::CookieState;
-use crate::noise::handshake::{initiate, AwaitingResponse, InitiationReceived, StaticIdentity};
+use crate::noise::handshake::{
+    initiate_precomputed, AwaitingResponse, InitiationReceived, StaticIdentity,
+};
 use crate::session::{message_len, Keypair};
 use crate::tai64n::{Tai64N, TimestampFilter};
 use crate::timers::{
@@ -98,6 +100,9 @@ pub struct Peer {
     id: PeerId,
     public_key: [u8; 32],
     psk: Zeroizing<[u8; 32]>,
+    /// `DH(S_local^priv, S_peer^pub)`, recomputed when the local key changes; `None` for a
+    /// low-order peer key, with which no handshake is possible.
+    static_static: Option<Zeroizing<[u8; 32]>>,
     endpoint: Option<SocketAddr>,
     persistent_keepalive: Option<Duration>,
 
@@ -133,6 +138,7 @@ impl core::fmt::Debug for Peer {
 
 impl Peer {
     pub(crate) fn new(
+        identity: &StaticIdentity,
         id: PeerId,
         public_key: [u8; 32],
         psk: Option<[u8; 32]>,
@@ -143,6 +149,7 @@ impl Peer {
             id,
             public_key,
             psk: Zeroizing::new(psk.unwrap_or([0; 32])),
+            static_static: identity.static_static(&public_key).ok(),
             endpoint,
             persistent_keepalive: persistent_keepalive
                 .filter(|&s| s > 0)
@@ -186,6 +193,57 @@ impl Peer {
     /// The persistent keepalive interval, if enabled.
     pub fn persistent_keepalive(&self) -> Option<Duration> {
         self.persistent_keepalive
+    }
+    /// The precomputed static-static secret, for an initiation from this peer.
+    pub(crate) fn static_static(&self) -> Option<Zeroizing<[u8; 32]>> {
+        self.static_static.clone()
+    }
+
+    /// Sets the preshared key (`None`: none). As in the kernel, sessions and a handshake in
+    /// flight keep the key they were made with; the next handshake uses the new one.
+    pub(crate) fn set_preshared_key(&mut self, psk: Option<[u8; 32]>) {
+        *self.psk = psk.unwrap_or([0; 32]);
+    }
+
+    /// Sets the persistent keepalive interval (`None` or 0: off). Turning it on sends a
+    /// keepalive at once, as the kernel does when the interface is up and the endpoint known;
+    /// turning it off disarms the timer.
+    pub(crate) fn set_persistent_keepalive(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        seconds: Option<u16>,
+    ) {
+        let interval = seconds
+            .filter(|&s| s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        let turned_on = self.persistent_keepalive.is_none() && interval.is_some();
+        self.persistent_keepalive = interval;
+        if interval.is_none() {
+            self.timers.stop(Timer::PersistentKeepalive);
+        }
+        if turned_on && self.endpoint.is_some() {
+            self.send_keepalive(ctx, now);
+        }
+    }
+
+    /// The local private key changed (`wg_noise_precompute_static_static` and
+    /// `wg_noise_expire_current_peer_keypairs`): recompute the static-static secret, abandon
+    /// the handshake in flight and stop sending on the current and next keypairs, which the
+    /// peer knows under the old identity. They still decrypt what is in flight; the next
+    /// packet to send starts a handshake with the new identity.
+    pub(crate) fn identity_changed(&mut self, ctx: &mut Ctx<'_>) {
+        self.static_static = ctx.identity.static_static(&self.public_key).ok();
+        if let Some(h) = self.handshake.take() {
+            ctx.release_index(h.sender_index());
+        }
+        self.last_sent_handshake = None;
+        for keypair in [self.current.as_mut(), self.next.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            keypair.invalidate_sending();
+        }
     }
     /// Bytes of WireGuard datagrams received from the peer that authenticated.
     pub fn rx_bytes(&self) -> u64 {
@@ -364,12 +422,17 @@ impl Peer {
         {
             return;
         }
+        let Some(static_static) = self.static_static.as_ref() else {
+            // A low-order configured public key: no handshake is possible.
+            return;
+        };
         let index = ctx.allocate_index(self.id);
         let mut buf = ctx.outbox.take_buffer(HANDSHAKE_INITIATION_LEN);
         let stamp = Tai64N::for_initiation(ctx.wall);
-        let state = initiate(
+        let state = initiate_precomputed(
             ctx.identity,
             &self.public_key,
+            static_static,
             &self.psk,
             index,
             stamp,

@@ -76,6 +76,8 @@ pub struct Keypair {
     pub created: Instant,
     /// Whether we were the initiator (only the initiator rekeys after time).
     pub initiator: bool,
+    /// Cleared when the local identity changes: the keypair then only receives.
+    sending_valid: bool,
 }
 
 impl core::fmt::Debug for Keypair {
@@ -101,12 +103,19 @@ impl Keypair {
             remote_index: keys.remote_index,
             created: now,
             initiator: keys.initiator,
+            sending_valid: true,
         }
     }
 
     /// Whether the keypair may still send at `now`.
     pub fn can_send(&self, now: Instant) -> bool {
-        self.send_counter < REJECT_AFTER_MESSAGES && !self.is_expired(now)
+        self.sending_valid && self.send_counter < REJECT_AFTER_MESSAGES && !self.is_expired(now)
+    }
+
+    /// Stops sending on this keypair (it still decrypts packets in flight), as the kernel's
+    /// `wg_noise_expire_current_peer_keypairs` does when the private key changes.
+    pub fn invalidate_sending(&mut self) {
+        self.sending_valid = false;
     }
 
     /// Whether the keypair is at least `REJECT_AFTER_TIME` old.

@@ -21,7 +21,7 @@ use crate::messages::{
     COOKIE_REPLY_LEN,
 };
 use crate::noise::cookie::{Admission, CookieChecker};
-use crate::noise::handshake::{consume_initiation, StaticIdentity};
+use crate::noise::handshake::{consume_initiation_precomputed, HandshakeError, StaticIdentity};
 use crate::peer::{Ctx, Peer, PeerId, Received};
 
 /// Recycled buffers kept for reuse; more are freed.
@@ -275,6 +275,11 @@ impl Tunnel {
         self.mtu = mtu;
     }
 
+    /// The MTU given to [`set_mtu`](Self::set_mtu).
+    pub fn mtu(&self) -> Option<usize> {
+        self.mtu
+    }
+
     /// How many session indices are registered (tests check none leak).
     #[cfg(test)]
     pub(crate) fn index_count(&self) -> usize {
@@ -298,6 +303,7 @@ impl Tunnel {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         let peer = Peer::new(
+            &self.identity,
             id,
             config.public_key,
             config.preshared_key,
@@ -314,6 +320,55 @@ impl Tunnel {
             self.with_peer(now, id, |peer, ctx| peer.send_keepalive(ctx, now));
         }
         Ok(id)
+    }
+
+    /// Changes the interface's private key, as the kernel's `set_device` does: nothing happens
+    /// if it is the current key. Otherwise the peer whose public key is the new identity's is
+    /// removed, the cookie MAC keys and every peer's precomputed static-static secret are
+    /// recomputed, and every peer's handshake in flight is abandoned and its current and next
+    /// keypairs stop sending (they still decrypt packets in flight), so the next packet to each
+    /// peer starts a handshake under the new identity. Staged packets, endpoints and statistics
+    /// are kept. Returns whether the key changed.
+    pub fn set_private_key(&mut self, private_key: [u8; 32]) -> bool {
+        let identity = StaticIdentity::new(private_key);
+        if identity.public_key() == self.identity.public_key() {
+            // The same key up to clamping, which X25519 applies anyway.
+            return false;
+        }
+        let own = *identity.public_key();
+        self.remove_peer(&own);
+        self.identity = identity;
+        self.checker = CookieChecker::new(self.identity.public_key());
+        let now = self.wall.at;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.with_peer(now, id, |peer, ctx| peer.identity_changed(ctx));
+        }
+        true
+    }
+
+    /// Sets a peer's preshared key (`None`: none). Its sessions are kept; the next handshake
+    /// uses the new key (as in the kernel and wireguard-go). Returns whether the peer exists.
+    pub fn set_preshared_key(&mut self, id: PeerId, psk: Option<[u8; 32]>) -> bool {
+        self.peers
+            .get_mut(&id)
+            .map(|peer| peer.set_preshared_key(psk))
+            .is_some()
+    }
+
+    /// Sets a peer's persistent keepalive interval in seconds (`None` or 0: off). It takes
+    /// effect at once; turning it on sends a keepalive now (starting a handshake if there is no
+    /// session) when the endpoint is known, as the kernel does. Returns whether the peer exists.
+    pub fn set_persistent_keepalive(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        seconds: Option<u16>,
+    ) -> bool {
+        self.with_peer(now, id, |peer, ctx| {
+            peer.set_persistent_keepalive(ctx, now, seconds)
+        })
+        .is_some()
     }
 
     /// Removes a peer and all of its allowed IPs and state. Returns whether it existed.
@@ -438,8 +493,19 @@ impl Tunnel {
         if !self.admit(now, from, datagram, msg.sender_index()) {
             return;
         }
-        let received = match consume_initiation(&self.identity, &msg) {
+        let (by_key, peers) = (&self.by_key, &self.peers);
+        let received = consume_initiation_precomputed(&self.identity, &msg, |remote| {
+            by_key
+                .get(remote)
+                .and_then(|id| peers.get(id))
+                .and_then(Peer::static_static)
+        });
+        let received = match received {
             Ok(received) => received,
+            Err(HandshakeError::UnknownPeer) => {
+                self.counters.rx_dropped_unknown_peer += 1;
+                return;
+            }
             Err(_) => {
                 self.counters.rx_dropped_invalid += 1;
                 return;

@@ -38,6 +38,10 @@ pub enum HandshakeError {
     /// A response's receiver index does not name the initiation in flight.
     #[error("response does not match the initiation in flight")]
     WrongIndex,
+    /// An initiation decrypted to a static key that is not a configured peer's (or that
+    /// peer has no usable precomputed static-static secret).
+    #[error("initiation from an unknown peer")]
+    UnknownPeer,
 }
 
 impl From<AeadError> for HandshakeError {
@@ -74,6 +78,12 @@ impl StaticIdentity {
             private,
             public,
         }
+    }
+
+    /// `DH(S^priv, S_remote^pub)`, the static-static secret a peer precomputes once per key
+    /// pair (the kernel's `precomputed_static_static`); fails for a low-order `remote`.
+    pub fn static_static(&self, remote: &Key) -> Result<Zeroizing<Key>, HandshakeError> {
+        dh(&self.private, remote)
     }
 
     /// `S^pub`.
@@ -185,6 +195,32 @@ pub fn initiate<R: rand_core::RngCore + rand_core::CryptoRng>(
     rng: &mut R,
     out: &mut [u8],
 ) -> Result<AwaitingResponse, HandshakeError> {
+    let static_static = local.static_static(remote_static)?;
+    initiate_precomputed(
+        local,
+        remote_static,
+        &static_static,
+        psk,
+        sender_index,
+        timestamp,
+        rng,
+        out,
+    )
+}
+
+/// [`initiate`] with `DH(S_i^priv, S_r^pub)` precomputed by
+/// [`StaticIdentity::static_static`].
+#[allow(clippy::too_many_arguments)]
+pub fn initiate_precomputed<R: rand_core::RngCore + rand_core::CryptoRng>(
+    local: &StaticIdentity,
+    remote_static: &Key,
+    static_static: &Key,
+    psk: &Key,
+    sender_index: u32,
+    timestamp: Tai64N,
+    rng: &mut R,
+    out: &mut [u8],
+) -> Result<AwaitingResponse, HandshakeError> {
     let mut msg = HandshakeInitiation::new_unchecked(out);
     msg.set_message_type();
     // msg.sender := I_i
@@ -212,8 +248,8 @@ pub fn initiate<R: rand_core::RngCore + rand_core::CryptoRng>(
     aead_seal(&k, 0, local.public_key(), &h, msg.encrypted_static_mut())?;
     // H_i := HASH(H_i || msg.static)
     let h = hash(&[&h, msg.encrypted_static()]);
-    // (C_i, κ) := KDF_2(C_i, DH(S_i^priv, S_r^pub))
-    let (ck, k) = kdf2(&ck, &dh(&local.private, remote_static)?[..]);
+    // (C_i, κ) := KDF_2(C_i, DH(S_i^priv, S_r^pub)), precomputed
+    let (ck, k) = kdf2(&ck, static_static);
     let (ck, k) = (Zeroizing::new(ck), Zeroizing::new(k));
     // msg.timestamp := AEAD(κ, 0, TIMESTAMP(), H_i)
     aead_seal(
@@ -310,6 +346,18 @@ pub fn consume_initiation(
     local: &StaticIdentity,
     msg: &HandshakeInitiation<&[u8]>,
 ) -> Result<InitiationReceived, HandshakeError> {
+    consume_initiation_precomputed(local, msg, |remote| local.static_static(remote).ok())
+}
+
+/// [`consume_initiation`], with `DH(S_r^priv, S_i^pub)` looked up once the initiator's
+/// static key is decrypted: `static_static` returns the precomputed secret of the peer with
+/// that key, or `None` for an unknown peer, which fails with
+/// [`HandshakeError::UnknownPeer`] before any further work.
+pub fn consume_initiation_precomputed(
+    local: &StaticIdentity,
+    msg: &HandshakeInitiation<&[u8]>,
+    static_static: impl FnOnce(&Key) -> Option<Zeroizing<Key>>,
+) -> Result<InitiationReceived, HandshakeError> {
     // C_r := HASH(CONSTRUCTION); H_r := HASH(HASH(C_r || IDENTIFIER) || S_r^pub), precomputed
     let ck = hash(&[CONSTRUCTION]);
     let h = local.initial_hash;
@@ -327,8 +375,9 @@ pub fn consume_initiation(
     aead_open(&k, 0, msg.encrypted_static(), &h, &mut remote_static)?;
     // H_r := HASH(H_r || msg.static)
     let h = hash(&[&h, msg.encrypted_static()]);
-    // (C_r, κ) := KDF_2(C_r, DH(S_r^priv, S_i^pub))
-    let (ck, k) = kdf2(&ck, &dh(&local.private, &remote_static)?[..]);
+    // (C_r, κ) := KDF_2(C_r, DH(S_r^priv, S_i^pub)), precomputed
+    let ss = static_static(&remote_static).ok_or(HandshakeError::UnknownPeer)?;
+    let (ck, k) = kdf2(&ck, &ss[..]);
     let (ck, k) = (Zeroizing::new(ck), Zeroizing::new(k));
     // timestamp := AEAD^-1(κ, 0, msg.timestamp, H_r)
     let mut timestamp = [0u8; TIMESTAMP_LEN];

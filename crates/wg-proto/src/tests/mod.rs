@@ -5,6 +5,7 @@ use std::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+mod config;
 mod tunnel;
 mod util;
 
