@@ -17,6 +17,7 @@ pub struct Bind {
     socket: UdpSocket,
     dual_stack: bool,
     port: u16,
+    mark: u32,
 }
 
 impl Bind {
@@ -44,6 +45,7 @@ impl Bind {
             socket,
             dual_stack,
             port,
+            mark: fwmark,
         })
     }
 
@@ -52,9 +54,26 @@ impl Bind {
         self.port
     }
 
+    /// Whether the socket carries IPv6 as well as (v4-mapped) IPv4.
+    pub fn is_dual_stack(&self) -> bool {
+        self.dual_stack
+    }
+
+    /// The firewall mark set on the socket (`0`: none).
+    pub fn mark(&self) -> u32 {
+        self.mark
+    }
+
     /// Sets the firewall mark (`0` clears it).
-    pub fn set_mark(&self, fwmark: u32) -> io::Result<()> {
-        sys::set_mark(self.socket.as_fd(), fwmark)
+    pub fn set_mark(&mut self, fwmark: u32) -> io::Result<()> {
+        sys::set_mark(self.socket.as_fd(), fwmark)?;
+        self.mark = fwmark;
+        Ok(())
+    }
+
+    /// The firewall mark as the kernel reports it (`getsockopt(SO_MARK)`).
+    pub fn kernel_mark(&self) -> io::Result<u32> {
+        sys::get_mark(self.socket.as_fd())
     }
 
     /// Receives one datagram; `WouldBlock` when none is waiting.

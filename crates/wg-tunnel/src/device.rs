@@ -5,11 +5,13 @@
 //!
 //! A `set` delta is folded into the model with [`wg_config::apply`] (the kernel's semantics),
 //! then the tunnel is reconciled with the new model:
-//! * a new or removed private key rebuilds the tunnel (sessions end, as in wireguard-go);
+//! * a changed private key goes to [`Tunnel::set_private_key`], which stops sending on every
+//!   session made under the old identity (as the kernel does); the first key creates the
+//!   tunnel and removing the key drops it (carrying statistics over);
 //! * removed peers are removed; new peers are added;
-//! * a changed preshared key or keepalive re-creates that peer in the tunnel (wg-proto has no
-//!   setter for them), carrying its byte counters and handshake time over;
-//! * a changed endpoint is set on the peer;
+//! * a changed endpoint, preshared key or persistent keepalive is set on the live peer, which
+//!   keeps its sessions (a new PSK applies from the next handshake; a keepalive turned on is
+//!   sent at once);
 //! * if any allowed IP changed, the routing table is rebuilt from the model.
 //!
 //! Statistics and learned (roaming) endpoints flow the other way: [`Interface::refresh`]
@@ -44,6 +46,8 @@ pub struct Interface {
     tunnel: Option<Tunnel>,
     bind: Bind,
     carried: HashMap<PublicKey, Carried>,
+    /// The TUN device's MTU, which caps padding.
+    mtu: usize,
 }
 
 impl Interface {
@@ -60,7 +64,13 @@ impl Interface {
             tunnel: None,
             bind,
             carried: HashMap::new(),
+            mtu: crate::tun::DEFAULT_MTU as usize,
         })
+    }
+
+    /// The protocol state, while there is a private key.
+    pub fn tunnel(&self) -> Option<&Tunnel> {
+        self.tunnel.as_ref()
     }
 
     /// The UDP socket.
@@ -158,30 +168,55 @@ impl Interface {
         &self.model
     }
 
-    /// Applies a `set` delta. Fails with `EADDRINUSE` when the new listen port or firewall
-    /// mark cannot be applied (nothing else changes then), or `EIO` without OS randomness.
+    /// The TUN device's MTU changed (`ip link set wg0 mtu N`): cap padding at it, as
+    /// wireguard-go and the kernel follow the interface's MTU.
+    pub fn set_mtu(&mut self, mtu: u32) {
+        if mtu as usize != self.mtu {
+            info!(&self.ifname, "MTU is now {mtu}");
+        }
+        self.mtu = mtu as usize;
+        if let Some(tunnel) = &mut self.tunnel {
+            tunnel.set_mtu(Some(self.mtu));
+        }
+    }
+
+    /// Applies a `set` delta (already fully parsed and validated by the UAPI server).
+    ///
+    /// A new listen port (`0`: a random one) is bound before the old socket is closed, so a
+    /// port that cannot be bound leaves the old socket serving; the rest of the delta is still
+    /// applied and the request fails with `EADDRINUSE`, as does a firewall mark that cannot be
+    /// set. `EIO` means there was no OS randomness for a new tunnel.
     pub fn set(&mut self, now: Instant, since_epoch: Duration, delta: &Device) -> Result<(), i32> {
         self.refresh();
+        let mut result = Ok(());
+        let mut delta = std::borrow::Cow::Borrowed(delta);
         let fwmark = delta.fwmark.or(self.model.fwmark).unwrap_or(0);
         if let Some(port) = delta.listen_port {
             if port != self.bind.port() {
-                self.bind = Bind::new(port, fwmark).map_err(|e| {
-                    error!(&self.ifname, "failed to bind UDP port {port}: {e}");
-                    libc::EADDRINUSE
-                })?;
-                info!(&self.ifname, "listening on UDP port {}", self.bind.port());
+                match Bind::new(port, fwmark) {
+                    Ok(bind) => {
+                        self.bind = bind;
+                        info!(&self.ifname, "listening on UDP port {}", self.bind.port());
+                    }
+                    Err(e) => {
+                        error!(&self.ifname, "failed to bind UDP port {port}: {e}");
+                        result = Err(libc::EADDRINUSE);
+                    }
+                }
             }
         }
-        if delta.fwmark.is_some() {
-            self.bind.set_mark(fwmark).map_err(|e| {
+        if delta.fwmark.is_some() && self.bind.mark() != fwmark {
+            if let Err(e) = self.bind.set_mark(fwmark) {
                 error!(&self.ifname, "failed to set fwmark {fwmark}: {e}");
-                libc::EADDRINUSE
-            })?;
+                delta.to_mut().fwmark = None;
+                result = Err(libc::EADDRINUSE);
+            }
         }
         let old = self.model.clone();
-        apply(&mut self.model, delta);
+        apply(&mut self.model, &delta);
         self.model.listen_port = Some(self.bind.port());
-        self.reconcile(now, since_epoch, &old)
+        self.reconcile(now, since_epoch, &old)?;
+        result
     }
 
     /// Brings the tunnel in line with the model after a change from `old`.
@@ -189,10 +224,16 @@ impl Interface {
         let live: HashSet<PublicKey> = self.model.peers.iter().map(|p| p.public_key).collect();
         self.carried.retain(|key, _| live.contains(key));
 
-        if self.tunnel.is_none() || old.private_key != self.model.private_key {
-            return self.rebuild(now, since_epoch, old);
+        match (&self.model.private_key, self.tunnel.as_mut()) {
+            (None, _) | (Some(_), None) => return self.rebuild(now, since_epoch, old),
+            (Some(key), Some(tunnel)) => {
+                if old.private_key.as_ref() != Some(key) && tunnel.set_private_key(*key.as_bytes())
+                {
+                    info!(&self.ifname, "private key changed: sessions renegotiate");
+                }
+            }
         }
-        // Checked just above: the tunnel exists.
+        // Matched just above: the tunnel exists.
         let Some(tunnel) = self.tunnel.as_mut() else {
             return Ok(());
         };
@@ -205,33 +246,29 @@ impl Interface {
         }
         let mut routes_changed = false;
         for peer in &self.model.peers {
-            match before.get(&peer.public_key) {
-                None => {
-                    add_peer(&self.ifname, tunnel, now, peer);
-                    routes_changed = true;
-                }
-                Some(prev)
-                    if prev.preshared_key != peer.preshared_key
-                        || prev.persistent_keepalive != peer.persistent_keepalive =>
-                {
-                    carry(&mut self.carried, tunnel, &peer.public_key);
-                    tunnel.remove_peer(peer.public_key.as_bytes());
-                    add_peer(&self.ifname, tunnel, now, peer);
-                    routes_changed = true;
-                }
-                Some(prev) => {
-                    if prev.endpoint != peer.endpoint {
-                        let endpoint = peer.endpoint.as_ref().and_then(Endpoint::socket_addr);
-                        if let Some(p) = tunnel
-                            .peer_id(peer.public_key.as_bytes())
-                            .and_then(|id| tunnel.peer_mut(id))
-                        {
-                            p.set_endpoint(endpoint);
-                        }
-                    }
-                    routes_changed |= prev.allowed_ips != peer.allowed_ips;
+            let Some(prev) = before.get(&peer.public_key) else {
+                add_peer(&self.ifname, tunnel, now, peer);
+                routes_changed = true;
+                continue;
+            };
+            let Some(id) = tunnel.peer_id(peer.public_key.as_bytes()) else {
+                continue;
+            };
+            // The endpoint first: a keepalive turned on in the same request goes there.
+            if prev.endpoint != peer.endpoint {
+                let endpoint = peer.endpoint.as_ref().and_then(Endpoint::socket_addr);
+                if let Some(p) = tunnel.peer_mut(id) {
+                    p.set_endpoint(endpoint);
                 }
             }
+            if prev.preshared_key != peer.preshared_key {
+                let psk = peer.preshared_key.as_ref().map(|k| *k.as_bytes());
+                tunnel.set_preshared_key(id, psk);
+            }
+            if prev.persistent_keepalive != peer.persistent_keepalive {
+                tunnel.set_persistent_keepalive(now, id, peer.persistent_keepalive);
+            }
+            routes_changed |= prev.allowed_ips != peer.allowed_ips;
         }
         if routes_changed {
             rebuild_routes(tunnel, &self.model);
@@ -239,7 +276,8 @@ impl Interface {
         Ok(())
     }
 
-    /// Replaces the tunnel after a private key change, re-adding every peer.
+    /// Creates the tunnel when a private key is first set, or drops it when the key is
+    /// removed (no handshake is possible without one; statistics are carried over).
     fn rebuild(&mut self, now: Instant, since_epoch: Duration, old: &Device) -> Result<(), i32> {
         if let Some(tunnel) = self.tunnel.take() {
             for peer in &old.peers {
@@ -247,7 +285,7 @@ impl Interface {
             }
         }
         let Some(key) = &self.model.private_key else {
-            info!(&self.ifname, "private key removed: interface inactive");
+            info!(&self.ifname, "no private key: interface inactive");
             return Ok(());
         };
         let mut seed = [0u8; 32];
@@ -256,7 +294,7 @@ impl Interface {
             libc::EIO
         })?;
         let mut tunnel = Tunnel::new(*key.as_bytes(), seed, now, since_epoch);
-        tunnel.set_mtu(Some(crate::tun::DEFAULT_MTU as usize));
+        tunnel.set_mtu(Some(self.mtu));
         for peer in &self.model.peers {
             add_peer(&self.ifname, &mut tunnel, now, peer);
         }
@@ -310,4 +348,168 @@ fn rebuild_routes(tunnel: &mut Tunnel, model: &Device) {
         }
     }
     *tunnel.allowed_ips_mut() = table;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, UdpSocket};
+    use wg_config::uapi::{Request, RequestParser};
+
+    const PEER: &str = "f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10";
+
+    /// Parses a UAPI `set` body (lines without `set=1` and the blank line).
+    fn delta(body: &str) -> Device {
+        let mut parser = RequestParser::new();
+        parser.line("set=1").unwrap();
+        for line in body.lines() {
+            assert_eq!(parser.line(line).unwrap(), None, "{line}");
+        }
+        match parser.line("").unwrap() {
+            Some(Request::Set(delta)) => delta,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn set(iface: &mut Interface, body: &str) -> Result<(), i32> {
+        iface.set(
+            Instant::now(),
+            Duration::from_secs(1_700_000_000),
+            &delta(body),
+        )
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            eprintln!("SKIPPED: needs root (SO_MARK)");
+        }
+        root
+    }
+
+    #[test]
+    fn test_listen_port_changes_at_runtime() {
+        let mut iface = Interface::new("t0").unwrap();
+        let first = iface.bind().port();
+        assert_eq!(iface.get().listen_port, Some(first));
+        // 0 means a new random port, and the old one is released.
+        set(&mut iface, "listen_port=0").unwrap();
+        let second = iface.bind().port();
+        assert_ne!(second, first);
+        assert_eq!(iface.get().listen_port, Some(second));
+        drop(UdpSocket::bind((Ipv4Addr::LOCALHOST, first)).expect("old port released"));
+        // The same port again changes nothing.
+        set(&mut iface, &format!("listen_port={second}")).unwrap();
+        assert_eq!(iface.bind().port(), second);
+    }
+
+    #[test]
+    fn test_failed_rebind_keeps_old_socket_and_applies_the_rest() {
+        let mut iface = Interface::new("t0").unwrap();
+        let old = iface.bind().port();
+        let busy = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let busy_port = busy.local_addr().unwrap().port();
+        let body = format!(
+            "private_key={}\nlisten_port={busy_port}\npublic_key={PEER}\nallowed_ip=10.1.0.0/16",
+            "a0".repeat(32)
+        );
+        assert_eq!(set(&mut iface, &body), Err(libc::EADDRINUSE));
+        assert_eq!(iface.bind().port(), old);
+        let state = iface.get().clone();
+        assert_eq!(state.listen_port, Some(old));
+        assert!(
+            state.private_key.is_some(),
+            "the rest of the request applies"
+        );
+        assert_eq!(state.peers.len(), 1);
+        assert_eq!(state.peers[0].allowed_ips.len(), 1);
+        // The old socket still receives.
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        client.send_to(b"x", (Ipv4Addr::LOCALHOST, old)).unwrap();
+        let mut buf = [0u8; 8];
+        let start = Instant::now();
+        loop {
+            match iface.bind().recv_from(&mut buf) {
+                Ok((1, _)) => break,
+                Ok(other) => panic!("{other:?}"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(start.elapsed() < Duration::from_secs(5));
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn test_peer_settings_change_in_place() {
+        let mut iface = Interface::new("t0").unwrap();
+        let body = format!(
+            "private_key={}\npublic_key={PEER}\nendpoint=127.0.0.1:9\nallowed_ip=10.1.0.0/16",
+            "a0".repeat(32)
+        );
+        set(&mut iface, &body).unwrap();
+        let key: [u8; 32] = PublicKey::from_hex(PEER).unwrap().as_bytes().to_owned();
+        let tunnel = iface.tunnel().unwrap();
+        let id = tunnel.peer_id(&key).unwrap();
+        set(
+            &mut iface,
+            &format!(
+                "public_key={PEER}\npreshared_key={}\npersistent_keepalive_interval=25",
+                "11".repeat(32)
+            ),
+        )
+        .unwrap();
+        let tunnel = iface.tunnel().unwrap();
+        assert_eq!(
+            tunnel.peer_id(&key),
+            Some(id),
+            "the same peer, not a new one"
+        );
+        let peer = tunnel.peer(id).unwrap();
+        assert_eq!(peer.persistent_keepalive(), Some(Duration::from_secs(25)));
+        assert!(
+            peer.has_key_material(),
+            "the keepalive started a handshake at once"
+        );
+        assert_eq!(iface.get().peers[0].persistent_keepalive, Some(25));
+        // A private key change keeps the tunnel and its peers.
+        set(&mut iface, &format!("private_key={}", "b0".repeat(32))).unwrap();
+        assert_eq!(iface.tunnel().unwrap().peer_id(&key), Some(id));
+        // Removing the key makes the interface inactive; peers stay configured.
+        set(&mut iface, &format!("private_key={}", "00".repeat(32))).unwrap();
+        assert!(iface.tunnel().is_none());
+        assert_eq!(iface.get().peers.len(), 1);
+    }
+
+    #[test]
+    fn test_mtu_follows_interface() {
+        let mut iface = Interface::new("t0").unwrap();
+        set(&mut iface, &format!("private_key={}", "a0".repeat(32))).unwrap();
+        assert_eq!(iface.tunnel().unwrap().mtu(), Some(1420));
+        iface.set_mtu(1380);
+        assert_eq!(iface.tunnel().unwrap().mtu(), Some(1380));
+        // A tunnel created later starts with the current MTU.
+        set(&mut iface, &format!("private_key={}", "00".repeat(32))).unwrap();
+        set(&mut iface, &format!("private_key={}", "a0".repeat(32))).unwrap();
+        assert_eq!(iface.tunnel().unwrap().mtu(), Some(1380));
+    }
+
+    #[test]
+    fn test_fwmark_set_changed_and_cleared() {
+        if !is_root() {
+            return;
+        }
+        let mut iface = Interface::new("t0").unwrap();
+        set(&mut iface, "fwmark=16").unwrap();
+        assert_eq!(iface.bind().kernel_mark().unwrap(), 16);
+        assert_eq!(iface.get().fwmark, Some(16));
+        // A new socket gets the mark too.
+        set(&mut iface, "listen_port=0").unwrap();
+        assert_eq!(iface.bind().kernel_mark().unwrap(), 16);
+        set(&mut iface, "fwmark=0\nlisten_port=0").unwrap();
+        assert_eq!(iface.bind().kernel_mark().unwrap(), 0);
+        assert_eq!(iface.get().fwmark, None);
+    }
 }

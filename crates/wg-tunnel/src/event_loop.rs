@@ -18,11 +18,13 @@ use wg_config::Device;
 use crate::device::Interface;
 use crate::log::{debug, error, info};
 use crate::sys::{self, PollFd};
-use crate::tun::Tun;
+use crate::tun::{LinkMonitor, Tun};
 use crate::uapi_server::{Connection, Handler, UapiListener};
 
 /// Packets (or datagrams) handled per source per round, so neither side starves the other.
 const BURST: usize = 64;
+/// Poll entries before the UAPI connections'.
+const FIXED_FDS: usize = 6;
 /// Large enough for any IP packet and any datagram.
 const BUF_LEN: usize = 65_536 + 64;
 
@@ -37,14 +39,29 @@ pub enum Exit {
     SocketRemoved,
 }
 
+/// What the loop watches besides the data path and the UAPI socket.
+#[derive(Debug)]
+pub struct Watch<'a> {
+    /// The termination signalfd.
+    pub signals: &'a std::fs::File,
+    /// The inotify watch on the UAPI socket file.
+    pub socket_watch: &'a std::fs::File,
+    /// Link notifications, for MTU changes.
+    pub links: &'a LinkMonitor,
+}
+
 /// Runs until a termination signal, the interface's deletion or the socket file's.
 pub fn run(
     tun: &Tun,
     uapi: &UapiListener,
-    signals: &std::fs::File,
-    socket_watch: &std::fs::File,
+    watch: &Watch<'_>,
     iface: &mut Interface,
 ) -> io::Result<Exit> {
+    let Watch {
+        signals,
+        socket_watch,
+        links,
+    } = *watch;
     let ifname = tun.name().to_owned();
     let mut conns: Vec<Connection> = Vec::new();
     let mut packet = vec![0u8; BUF_LEN];
@@ -61,6 +78,7 @@ pub fn run(
         fds.push(sys::poll_fd(uapi.as_raw_fd(), libc::POLLIN));
         fds.push(sys::poll_fd(iface.bind().as_raw_fd(), libc::POLLIN));
         fds.push(sys::poll_fd(socket_watch.as_raw_fd(), libc::POLLIN));
+        fds.push(sys::poll_fd(links.as_raw_fd(), libc::POLLIN));
         for conn in &conns {
             let events = if conn.wants_write() {
                 libc::POLLIN | libc::POLLOUT
@@ -88,6 +106,12 @@ pub fn run(
             if std::fs::symlink_metadata(uapi.path()).is_err() {
                 info!(&ifname, "UAPI socket removed, shutting down");
                 return Ok(Exit::SocketRemoved);
+            }
+        }
+        if fds[5].revents != 0 && links.drain() {
+            match tun.mtu() {
+                Ok(mtu) => iface.set_mtu(mtu),
+                Err(e) => debug!(&ifname, "cannot read the MTU: {e}"),
             }
         }
         if fds[1].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
@@ -126,13 +150,13 @@ pub fn run(
         iface.handle_timeout(now);
         iface.flush(tun, &mut out);
 
-        // UAPI: existing connections first (their pollfds start at index 5), then new ones.
+        // UAPI: existing connections first (their pollfds start at FIXED_FDS), then new ones.
         let mut handler = UapiHandler {
             iface,
             now,
             since_epoch,
         };
-        for (conn, fd) in conns.iter_mut().zip(&fds[5..]) {
+        for (conn, fd) in conns.iter_mut().zip(&fds[FIXED_FDS..]) {
             if fd.revents & libc::POLLOUT != 0 {
                 conn.on_writable();
             }

@@ -32,7 +32,7 @@ use std::io;
 use crate::device::Interface;
 use crate::event_loop::Exit;
 use crate::log::{info, Level};
-use crate::tun::Tun;
+use crate::tun::{LinkMonitor, Tun};
 use crate::uapi_server::{ListenError, UapiListener};
 
 /// What the command line and environment ask for.
@@ -103,7 +103,8 @@ pub enum Error {
     /// Forking into the background failed.
     #[error("failed to daemonize: {0}")]
     Daemonize(io::Error),
-    /// SIGINT/SIGTERM or the socket file's deletion could not be routed to the loop.
+    /// SIGINT/SIGTERM, the socket file's deletion or link changes could not be routed to the
+    /// loop.
     #[error("failed to set up signal or socket watching: {0}")]
     Signals(io::Error),
     /// The initial UDP socket could not be bound.
@@ -143,8 +144,17 @@ pub fn run(options: &Options) -> Result<(), Error> {
 fn serve(tun: &Tun, uapi: &UapiListener) -> Result<Exit, Error> {
     let signals = sys::termination_signalfd().map_err(Error::Signals)?;
     let socket_watch = sys::watch_unlink(uapi.path()).map_err(Error::Signals)?;
+    let links = LinkMonitor::new().map_err(Error::Signals)?;
     let mut iface = Interface::new(tun.name()).map_err(Error::Bind)?;
-    event_loop::run(tun, uapi, &signals, &socket_watch, &mut iface).map_err(Error::EventLoop)
+    if let Ok(mtu) = tun.mtu() {
+        iface.set_mtu(mtu);
+    }
+    let watch = event_loop::Watch {
+        signals: &signals,
+        socket_watch: &socket_watch,
+        links: &links,
+    };
+    event_loop::run(tun, uapi, &watch, &mut iface).map_err(Error::EventLoop)
 }
 
 #[cfg(test)]

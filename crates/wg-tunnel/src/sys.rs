@@ -16,6 +16,10 @@ pub(crate) const IFNAMSIZ: usize = 16;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `SIOCSIFMTU` from `<linux/sockios.h>`.
 const SIOCSIFMTU: libc::c_ulong = 0x8922;
+/// `SIOCGIFMTU` from `<linux/sockios.h>`.
+const SIOCGIFMTU: libc::c_ulong = 0x8921;
+/// `RTMGRP_LINK` from `<linux/rtnetlink.h>`: link (interface) change notifications.
+const RTMGRP_LINK: u32 = 1;
 /// `IFF_TUN` from `<linux/if_tun.h>`: layer-3 packets.
 const IFF_TUN: libc::c_short = 0x0001;
 /// `IFF_NO_PI`: no 4-byte packet-information header before each packet.
@@ -95,6 +99,76 @@ pub(crate) fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The MTU of interface `name` (in the calling thread's network namespace).
+pub(crate) fn get_mtu(name: &str) -> io::Result<u32> {
+    let mut req = IfReq::new(name)?;
+    // SAFETY: socket(2) takes no pointers; the result is checked before being owned.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFMTU reads the name from and writes `ifr_mtu` into one `struct ifreq`;
+    // `req` is one and outlives the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFMTU, &mut req as *mut IfReq) })?;
+    let mtu = libc::c_int::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
+    u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The index of interface `name`.
+pub(crate) fn if_index(name: &str) -> io::Result<u32> {
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c_name` is a live NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
+/// The current name of the interface with `index` (interfaces can be renamed).
+pub(crate) fn if_name(index: u32) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; IFNAMSIZ];
+    // SAFETY: if_indextoname writes at most IFNAMSIZ bytes, NUL included, into `buf`, which
+    // has that size.
+    let ptr = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if ptr.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A non-blocking rtnetlink socket subscribed to link notifications (`RTMGRP_LINK`): it
+/// becomes readable whenever an interface of the namespace changes (MTU, state, deletion).
+pub(crate) fn link_monitor() -> io::Result<File> {
+    // SAFETY: socket(2) takes no pointers; the result is checked before being owned.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value, completed below.
+    let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = RTMGRP_LINK;
+    // SAFETY: bind reads `size_of::<sockaddr_nl>()` bytes from a pointer to the live local.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(file)
+}
+
 /// Sets `SO_MARK` on a socket (`0` clears it).
 pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
     // SAFETY: SO_MARK reads a `u32` of the given length from a pointer to a live local.
@@ -108,6 +182,24 @@ pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// Reads `SO_MARK` of a socket.
+pub(crate) fn get_mark(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut mark: u32 = 0;
+    let mut len = mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: SO_MARK writes at most `len` bytes (a `u32`) to a pointer to a live local, and
+    // `len` points to a live local holding that size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            &mut mark as *mut u32 as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(mark)
 }
 
 /// One entry of a [`poll`] set.

@@ -20,6 +20,7 @@ pub const DEFAULT_MTU: u32 = 1420;
 pub struct Tun {
     file: File,
     name: String,
+    index: u32,
 }
 
 impl Tun {
@@ -27,7 +28,14 @@ impl Tun {
     pub fn create(name: &str) -> io::Result<Tun> {
         let (file, name) = sys::open_tun(name)?;
         sys::set_mtu(&name, DEFAULT_MTU)?;
-        Ok(Tun { file, name })
+        let index = sys::if_index(&name)?;
+        Ok(Tun { file, name, index })
+    }
+
+    /// The interface's current MTU (looked up by index, so a renamed interface still
+    /// answers).
+    pub fn mtu(&self) -> io::Result<u32> {
+        sys::get_mtu(&sys::if_name(self.index)?)
     }
 
     /// The interface name the kernel assigned.
@@ -58,5 +66,46 @@ impl Tun {
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+/// Link notifications of the namespace (rtnetlink `RTMGRP_LINK`), so the daemon follows
+/// changes to its interface such as `ip link set wg0 mtu 1380`, as wireguard-go does.
+#[derive(Debug)]
+pub struct LinkMonitor {
+    socket: File,
+}
+
+impl LinkMonitor {
+    /// Subscribes to link notifications.
+    pub fn new() -> io::Result<LinkMonitor> {
+        Ok(LinkMonitor {
+            socket: sys::link_monitor()?,
+        })
+    }
+
+    /// Reads and discards every pending notification; returns whether there was any (or the
+    /// socket overflowed, which also means something changed). What changed is then read
+    /// from the interface itself, which is simpler than parsing the messages and exact even
+    /// after an overflow.
+    pub fn drain(&self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut any = false;
+        loop {
+            match (&self.socket).read(&mut buf) {
+                Ok(0) => return any,
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ENOBUFS: notifications were lost; re-reading the state catches up.
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+impl AsRawFd for LinkMonitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 }
