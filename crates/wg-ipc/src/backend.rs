@@ -7,6 +7,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 use wg_config::uapi;
 use wg_config::Device;
@@ -87,8 +88,7 @@ impl Ipc {
         if interface.len() >= IFNAMSIZ {
             return Err(IpcError(libc::ENAMETOOLONG));
         }
-        kernel::unsupported()?;
-        unreachable!("kernel::unsupported always fails")
+        Ok(kernel::get(interface.as_bytes())?)
     }
 
     /// Applies the delta `device` to `interface`. Endpoints must already be resolved.
@@ -97,7 +97,6 @@ impl Ipc {
             let reply = self.sockets.request(interface, &uapi::encode_set(device))?;
             return Ok(uapi::decode_set_reply(&reply)?);
         }
-        kernel::unsupported()?;
-        unreachable!("kernel::unsupported always fails")
+        Ok(kernel::set(interface.as_bytes(), device)?)
     }
 }
