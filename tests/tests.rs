@@ -18,3 +18,4 @@ mod set;
 mod setconf;
 mod show;
 mod tunnel;
+mod tunnel_daemon;

@@ -1,0 +1,190 @@
+//! `wg-tunnel` behaviour that needs the OS, driven through the reference `wg` (root only):
+//! runtime listen-port changes (random, conflicting), fwmark on the live socket, the MTU
+//! followed from `ip link set … mtu`, and a tunnel that keeps working across a port change.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wg_tests::{reference_wg, require_root, Invocation, Sandbox};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the reference `wg` in `sandbox` and returns the outcome's (code, stdout, stderr).
+fn wg(sandbox: &Sandbox, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    let out = Invocation::new(args)
+        .stdin(stdin.as_bytes())
+        .in_sandbox(sandbox)
+        .run(&reference_wg());
+    (out.code(), out.stdout_str(), out.stderr_str())
+}
+
+fn wg_ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let (code, out, err) = wg(sandbox, args, "");
+    assert_eq!(code, Some(0), "wg {}: {err}", args.join(" "));
+    out
+}
+
+fn listen_port(sandbox: &Sandbox) -> u16 {
+    wg_ok(sandbox, &["show", "wg0", "listen-port"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The UDP ports bound in the sandbox, from `ss`.
+fn bound_udp_ports(sandbox: &Sandbox) -> Vec<u16> {
+    let out = sandbox.sh("ss -Hlun").stdout_str();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter_map(|local| local.rsplit(':').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn test_listen_port_changes_at_runtime() {
+    if !require_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let _dev = sb.start_wg_tunnel("wg0");
+    let _other = sb.start_wg_tunnel("wg1");
+    let first = listen_port(&sb);
+    assert_eq!(
+        bound_udp_ports(&sb).iter().filter(|&&p| p == first).count(),
+        1
+    );
+    wg_ok(&sb, &["set", "wg0", "listen-port", "51999"]);
+    assert_eq!(listen_port(&sb), 51999);
+    let ports = bound_udp_ports(&sb);
+    assert!(
+        ports.contains(&51999) && !ports.contains(&first),
+        "{ports:?}"
+    );
+    // 0 picks a new random port.
+    wg_ok(&sb, &["set", "wg0", "listen-port", "0"]);
+    let random = listen_port(&sb);
+    assert_ne!(random, 51999);
+    // A port in use (by wg1) fails with the reference's words; the old port stays bound and
+    // the rest of the request is applied.
+    let busy = wg_ok(&sb, &["show", "wg1", "listen-port"])
+        .trim()
+        .to_owned();
+    let (code, _, err) = wg(
+        &sb,
+        &["set", "wg0", "listen-port", &busy, "fwmark", "0x20"],
+        "",
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "Unable to modify interface: Address already in use\n");
+    assert_eq!(listen_port(&sb), random);
+    assert!(bound_udp_ports(&sb).contains(&random));
+    assert_eq!(wg_ok(&sb, &["show", "wg0", "fwmark"]), "0x20\n");
+}
+
+#[test]
+fn test_fwmark_on_the_socket() {
+    if !require_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let _dev = sb.start_wg_tunnel("wg0");
+    wg_ok(
+        &sb,
+        &["set", "wg0", "listen-port", "51820", "fwmark", "0x1234"],
+    );
+    assert_eq!(wg_ok(&sb, &["show", "wg0", "fwmark"]), "0x1234\n");
+    // ss reports the socket's SO_MARK.
+    let marks = || sb.sh("ss -Hluen 'sport = :51820'").stdout_str();
+    assert!(marks().contains("fwmark:0x1234"), "{}", marks());
+    wg_ok(&sb, &["set", "wg0", "listen-port", "51821"]);
+    let moved = sb.sh("ss -Hluen 'sport = :51821'").stdout_str();
+    assert!(
+        moved.contains("fwmark:0x1234"),
+        "a new socket keeps the mark: {moved}"
+    );
+    wg_ok(&sb, &["set", "wg0", "fwmark", "off"]);
+    assert_eq!(wg_ok(&sb, &["show", "wg0", "fwmark"]), "off\n");
+    let cleared = sb.sh("ss -Hluen 'sport = :51821'").stdout_str();
+    assert!(!cleared.contains("fwmark"), "{cleared}");
+}
+
+#[test]
+fn test_mtu_followed_and_tunnel_survives_port_change() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    a.veth("veth-a", &b, "veth-b");
+    a.ip("addr add 10.0.0.1/24 dev veth-a");
+    b.ip("addr add 10.0.0.2/24 dev veth-b");
+    let dev_a = a.start_wg_tunnel("wg0");
+    let _dev_b = b.start_wg_tunnel("wg0");
+    let key = |sb: &Sandbox| {
+        let private = wg_ok(sb, &["genkey"]);
+        let (_, public, _) = wg(sb, &["pubkey"], &private);
+        (private, public.trim().to_owned())
+    };
+    let ((priv_a, pub_a), (priv_b, pub_b)) = (key(&a), key(&b));
+    for (sb, private, port, peer, endpoint, inner) in [
+        (
+            &a,
+            &priv_a,
+            "51820",
+            &pub_b,
+            "10.0.0.2:51820",
+            "10.9.0.1/24",
+        ),
+        (
+            &b,
+            &priv_b,
+            "51820",
+            &pub_a,
+            "10.0.0.1:51820",
+            "10.9.0.2/24",
+        ),
+    ] {
+        let path = sb.host_path("/run/key");
+        std::fs::write(&path, private).unwrap();
+        wg_ok(
+            sb,
+            &["set", "wg0", "private-key", "/run/key", "listen-port", port],
+        );
+        wg_ok(
+            sb,
+            &[
+                "set",
+                "wg0",
+                "peer",
+                peer,
+                "endpoint",
+                endpoint,
+                "allowed-ips",
+                "10.9.0.0/24",
+            ],
+        );
+        sb.ip(&format!("addr add {inner} dev wg0"));
+        sb.ip("link set wg0 up");
+    }
+    a.sh("ping -c 1 -W 5 10.9.0.2");
+    // wg-quick sets the MTU after creating the interface; the daemon follows.
+    a.ip("link set wg0 mtu 1380");
+    wait_for("the MTU change to be logged", || {
+        dev_a.log().contains("MTU is now 1380")
+    });
+    a.sh("ping -c 1 -W 5 -s 1352 -M do 10.9.0.2");
+    // B moves to another port; A learns it from B's next authenticated packet (roaming),
+    // so traffic started by B gets through, then traffic started by A.
+    wg_ok(&b, &["set", "wg0", "listen-port", "52000"]);
+    b.sh("ping -c 1 -W 5 10.9.0.1");
+    let endpoints = wg_ok(&a, &["show", "wg0", "endpoints"]);
+    assert!(endpoints.contains("10.0.0.2:52000"), "{endpoints}");
+    a.sh("ping -c 1 -W 5 10.9.0.2");
+}
