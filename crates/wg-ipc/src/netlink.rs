@@ -113,63 +113,145 @@ impl RawSocket {
         let mut rx = vec![0u8; 1 << 16];
         loop {
             let len = self.socket.recv(&mut &mut rx[..], 0)?;
-            if self.run(&rx[..len.min(rx.len())], &mut each)? {
+            if run_reply(&rx[..len.min(rx.len())], self.port, self.seq, &mut each)? {
                 return Ok(());
             }
         }
     }
+}
 
-    /// Runs the messages of one datagram; `Ok(true)` once the reply is complete.
-    fn run(
-        &self,
-        mut buf: &[u8],
-        each: &mut impl FnMut(&[u8]) -> io::Result<()>,
-    ) -> io::Result<bool> {
-        let errno = |code: i32| Err(io::Error::from_raw_os_error(code));
-        while buf.len() >= NLMSG_HDRLEN {
-            let field =
-                |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-            let len = field(0) as usize;
-            let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-            let flags = u16::from_ne_bytes([buf[6], buf[7]]);
-            let (seq, port) = (field(8), field(12));
-            if len < NLMSG_HDRLEN || len > buf.len() {
-                break;
-            }
-            if port != 0 && port != self.port {
-                return errno(libc::ESRCH);
-            }
-            if seq != 0 && seq != self.seq {
-                return errno(libc::EPROTO);
-            }
-            if flags & NLM_F_DUMP_INTR != 0 {
-                return errno(libc::EINTR);
-            }
-            let payload = &buf[NLMSG_HDRLEN..len];
-            let status = || {
-                payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            };
-            match kind {
-                k if k >= NLMSG_MIN_TYPE => each(payload)?,
-                NLMSG_ERROR => match status() {
-                    None => return errno(libc::EBADMSG),
-                    Some(0) => return Ok(true),
-                    Some(code) => return errno(code.wrapping_abs()),
-                },
-                NLMSG_DONE => match status() {
-                    Some(code)
-                        if flags & NLM_F_MULTI != 0 && len == NLMSG_HDRLEN + 4 && code != 0 =>
-                    {
-                        return errno(code.wrapping_abs())
-                    }
-                    _ => return Ok(true),
-                },
-                _ => {}
-            }
-            buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+/// Runs the messages of one received datagram of a reply to the request numbered `seq` on the
+/// socket bound to `port`, as libmnl's `mnl_cb_run2` with wireguard-tools' control callbacks;
+/// `Ok(true)` once the reply is complete.
+fn run_reply(
+    mut buf: &[u8],
+    port: u32,
+    seq: u32,
+    each: &mut impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<bool> {
+    let errno = |code: i32| Err(io::Error::from_raw_os_error(code));
+    while buf.len() >= NLMSG_HDRLEN {
+        let field =
+            |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let len = field(0) as usize;
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let flags = u16::from_ne_bytes([buf[6], buf[7]]);
+        let (their_seq, their_port) = (field(8), field(12));
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            break;
         }
-        Ok(false)
+        if their_port != 0 && their_port != port {
+            return errno(libc::ESRCH);
+        }
+        if their_seq != 0 && their_seq != seq {
+            return errno(libc::EPROTO);
+        }
+        if flags & NLM_F_DUMP_INTR != 0 {
+            return errno(libc::EINTR);
+        }
+        let payload = &buf[NLMSG_HDRLEN..len];
+        let status = || {
+            payload
+                .get(..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match kind {
+            k if k >= NLMSG_MIN_TYPE => each(payload)?,
+            NLMSG_ERROR => match status() {
+                None => return errno(libc::EBADMSG),
+                Some(0) => return Ok(true),
+                Some(code) => return errno(code.wrapping_abs()),
+            },
+            NLMSG_DONE => match status() {
+                Some(code) if flags & NLM_F_MULTI != 0 && len == NLMSG_HDRLEN + 4 && code != 0 => {
+                    return errno(code.wrapping_abs())
+                }
+                _ => return Ok(true),
+            },
+            _ => {}
+        }
+        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netlink message: header fields and payload.
+    fn message(kind: u16, flags: u16, seq: u32, port: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&port.to_ne_bytes());
+        out.extend_from_slice(payload);
+        out.resize((out.len() + 3) & !3, 0);
+        out
+    }
+
+    fn run(buf: &[u8]) -> (io::Result<bool>, Vec<Vec<u8>>) {
+        let mut seen = Vec::new();
+        let result = run_reply(buf, 77, 5, &mut |payload: &[u8]| {
+            seen.push(payload.to_vec());
+            Ok(())
+        });
+        (result, seen)
+    }
+
+    fn errno(result: io::Result<bool>) -> Option<i32> {
+        result.err().and_then(|e| e.raw_os_error())
+    }
+
+    #[test]
+    fn test_dump_then_done() {
+        let multi = NLM_F_MULTI;
+        let mut buf = message(0x1d, multi, 5, 77, &[1, 2, 3]);
+        buf.extend(message(0x1d, multi, 5, 77, &[4; 8]));
+        let (result, seen) = run(&buf);
+        assert!(!result.unwrap(), "no DONE yet: keep reading");
+        assert_eq!(seen, vec![vec![1, 2, 3], vec![4; 8]]);
+        buf.extend(message(NLMSG_DONE, multi, 5, 77, &0i32.to_ne_bytes()));
+        assert!(run(&buf).0.unwrap());
+        // A dump that fails at its end carries the error in DONE.
+        let done = message(NLMSG_DONE, multi, 5, 77, &(-libc::EMSGSIZE).to_ne_bytes());
+        assert_eq!(errno(run(&done).0), Some(libc::EMSGSIZE));
+    }
+
+    #[test]
+    fn test_ack_and_errors() {
+        let ack = message(NLMSG_ERROR, 0, 5, 77, &[0; 20]);
+        assert!(run(&ack).0.unwrap());
+        let mut nack = (-libc::ENODEV).to_ne_bytes().to_vec();
+        nack.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            errno(run(&message(NLMSG_ERROR, 0, 5, 77, &nack)).0),
+            Some(libc::ENODEV)
+        );
+        assert_eq!(
+            errno(run(&message(NLMSG_ERROR, 0, 5, 77, &[0; 2])).0),
+            Some(libc::EBADMSG)
+        );
+        // Interrupted dumps, foreign sequence numbers and ports.
+        let intr = message(0x1d, NLM_F_MULTI | NLM_F_DUMP_INTR, 5, 77, &[]);
+        assert_eq!(errno(run(&intr).0), Some(libc::EINTR));
+        assert_eq!(
+            errno(run(&message(0x1d, 0, 6, 77, &[])).0),
+            Some(libc::EPROTO)
+        );
+        assert_eq!(
+            errno(run(&message(0x1d, 0, 5, 78, &[])).0),
+            Some(libc::ESRCH)
+        );
+        // Zero sequence and port are accepted, as libmnl does; NOOP is skipped.
+        let mut buf = message(1, 0, 0, 0, &[]);
+        buf.extend(message(0x1d, 0, 0, 0, &[9]));
+        let (result, seen) = run(&buf);
+        assert!(!result.unwrap());
+        assert_eq!(seen, vec![vec![9]]);
+        // A truncated message ends the datagram without an error.
+        assert!(!run(&message(0x1d, 0, 5, 77, &[1; 8])[..20]).0.unwrap());
     }
 }
