@@ -22,6 +22,9 @@ PACKAGES=(
 	iperf3:/usr/bin/iperf3
 	util-linux:/usr/bin/unshare
 	iputils-ping:/usr/bin/ping
+	nftables:/usr/sbin/nft
+	iptables:/usr/sbin/iptables
+	procps:/usr/sbin/sysctl
 )
 
 missing=()
@@ -42,6 +45,30 @@ else
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update
 	apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The wg-quick tests drive a real resolvconf (openresolv) inside sandboxes. It is unpacked, not
+# installed: installing it would add dhclient/ifupdown hooks that rewrite the host's
+# /etc/resolv.conf. The tests overlay this tree onto /usr/sbin, /usr/lib (/lib) and a private
+# /etc inside their own mount namespaces only (tests/util/resolvconf.rs).
+section "openresolv (unpacked for the wg-quick tests, not installed)"
+openresolv_dir=${CARGO_TARGET_DIR:-target}/openresolv
+if [[ -x $openresolv_dir/sbin/resolvconf ]]; then
+	echo "present: $openresolv_dir"
+elif [[ $(id -u) -ne 0 ]]; then
+	echo "WARNING: not root: not fetching openresolv; the wg-quick tests skip as non-root anyway" >&2
+else
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp" # apt-get download fetches as the _apt user
+	if ! (cd "$tmp" && apt-get download openresolv); then
+		apt-get update
+		(cd "$tmp" && apt-get download openresolv)
+	fi
+	mkdir -p "$openresolv_dir.new"
+	dpkg-deb -x "$tmp"/openresolv_*.deb "$openresolv_dir.new"
+	rm -rf "$tmp" "$openresolv_dir"
+	mv "$openresolv_dir.new" "$openresolv_dir"
+	echo "unpacked into $openresolv_dir"
 fi
 
 section "Toolchain"

@@ -3,6 +3,9 @@
 //! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
 //!   (lists the known, deliberate differences).
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
+//! * `quick`: `wg-quick` (ours and the reference driving wg-tunnel) against the reference
+//!   `/usr/bin/wg-quick` in sandboxes with a real resolvconf: state snapshots, traces, failure
+//!   injection, strip/save (root only).
 //! * `repo`: repository-level promises (scripts the README and CI rely on).
 //! * `show`: `wg show` / `wg showconf` on live wireguard-go devices and on replayed UAPI
 //!   replies (root only).
@@ -13,6 +16,7 @@
 mod differential;
 mod harness;
 mod permissions;
+mod quick;
 mod repo;
 mod set;
 mod setconf;

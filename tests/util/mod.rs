@@ -9,6 +9,9 @@
 //!   userspace WireGuard daemons (`wireguard-go`, later our `wg-tunnel`) running inside them;
 //! * [`rng`]: deterministic, seeded case generation.
 //! * [`fake_uapi`]: a scripted fake UAPI server (exact `get` replies, recorded requests).
+//! * [`netstate`]: a normalised snapshot of a sandbox's links, addresses, routes, rules, nft
+//!   ruleset, sysctls, WireGuard devices and resolvconf state (the wg-quick tests).
+//! * [`resolvconf`]: a private `/etc` and a real resolvconf (unpacked openresolv) in a sandbox.
 //!
 //! Contract: a helper either does what it says or panics with a message that says what to do
 //! (build the binaries, install a package). Only [`require_root`] skips, and it says so.
@@ -16,6 +19,8 @@
 pub mod bins;
 pub mod fake_uapi;
 pub mod invocation;
+pub mod netstate;
+pub mod resolvconf;
 pub mod rng;
 pub mod sandbox;
 
@@ -26,6 +31,8 @@ pub use bins::{
 };
 pub use fake_uapi::FakeUapi;
 pub use invocation::{assert_same, compare, diff_wg, diff_wg_all, Invocation, Outcome};
+pub use netstate::Snapshot;
+pub use resolvconf::PrivateEtc;
 pub use rng::{case_rng, case_selected, seed};
 pub use sandbox::{Sandbox, UserspaceDevice};
 

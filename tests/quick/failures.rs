@@ -1,0 +1,190 @@
+//! Failure injection: `up` fails part-way and must leave nothing behind.
+//!
+//! | case                | how it fails                                  | reference result     |
+//! |---------------------|-----------------------------------------------|----------------------|
+//! | failing PostUp      | road warrior + `PostUp = exit 3`              | exit 3, rolled back  |
+//! | missing resolvconf  | road warrior in a sandbox without resolvconf  | exit 127, `resolvconf: command not found`, rolled back |
+//! | bad key             | `PrivateKey = notakey`                        | exit 1, wg's `Key is not the correct length or format`, rolled back |
+//! | interface exists    | a veth already named `wg0`                    | exit 1, `` wg-quick: `wg0' already exists `` |
+//! | already up          | `up` twice                                    | exit 1, `` wg-quick: `wg0' already exists `` |
+//!
+//! Every case runs the reference (on wireguard-go) and checks: the exit status, the message,
+//! the last stderr line (`[#] ip link delete dev wg0` after a rollback), and that the snapshot after the failure equals the one before
+//! (`src_valid_mark` aside, which the reference sets before a late failure and never resets).
+
+use wg_tests::{require_root, PrivateEtc, Snapshot};
+
+use super::configs;
+use super::{QuickBox, Tool};
+
+/// What one failing `up` produced.
+pub(crate) struct Failure {
+    pub(crate) code: Option<i32>,
+    pub(crate) stderr: String,
+    pub(crate) before: Snapshot,
+    pub(crate) after: Snapshot,
+}
+
+/// A failure scenario: how to prepare the box and the config.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scenario {
+    FailingPostUp,
+    MissingResolvconf,
+    BadKey,
+    InterfaceExists,
+    AlreadyUp,
+}
+
+impl Scenario {
+    /// Runs the scenario with `tool` and returns what happened.
+    pub(crate) fn run(self, tool: &Tool) -> Failure {
+        let etc = match self {
+            Scenario::MissingResolvconf => PrivateEtc::without_resolvconf(),
+            _ => PrivateEtc::with_resolvconf(),
+        };
+        let qb = QuickBox::with_etc(etc);
+        let case = configs::road_warrior();
+        qb.sh(case.setup);
+        let config = match self {
+            Scenario::FailingPostUp => case
+                .config
+                .replace("MTU = 1380\n", "MTU = 1380\nPostUp = exit 3\n"),
+            Scenario::BadKey => {
+                let key_line = case
+                    .config
+                    .lines()
+                    .find(|l| l.starts_with("PrivateKey = "))
+                    .expect("road warrior has a private key")
+                    .to_owned();
+                case.config.replace(&key_line, "PrivateKey = notakey")
+            }
+            _ => case.config.clone(),
+        };
+        let path = qb.write_config(case.ifname, &config);
+        let path = path.to_str().expect("utf-8 temp path");
+        match self {
+            Scenario::InterfaceExists => {
+                qb.sh("ip link add wg0 type veth peer name wg0peer");
+            }
+            Scenario::AlreadyUp => {
+                qb.wg_quick(tool, &["up", path]).assert_code(0, "first up");
+            }
+            _ => {}
+        }
+        let before = qb.snapshot().mask_listen_port();
+        let out = qb.wg_quick(tool, &["up", path]);
+        let after = qb.snapshot().mask_listen_port();
+        if let Scenario::AlreadyUp = self {
+            qb.wg_quick(tool, &["down", path]).assert_code(0, "down");
+        }
+        Failure {
+            code: out.code(),
+            stderr: out.stderr_str(),
+            before,
+            after,
+        }
+    }
+
+    /// The reference's exit status, the message line its stderr must hold (with bash's
+    /// `/usr/bin/wg-quick: line N: ` prefix, the script's path and line, left out), and its
+    /// last stderr line.
+    pub(crate) fn expected(self) -> (i32, &'static str, &'static str) {
+        const DELETED: &str = "[#] ip link delete dev wg0";
+        match self {
+            Scenario::FailingPostUp => (3, "[#] exit 3", DELETED),
+            Scenario::MissingResolvconf => (127, "resolvconf: command not found", DELETED),
+            Scenario::BadKey => (
+                1,
+                "Key is not the correct length or format: `notakey'",
+                DELETED,
+            ),
+            Scenario::InterfaceExists | Scenario::AlreadyUp => (
+                1,
+                "wg-quick: `wg0' already exists",
+                "wg-quick: `wg0' already exists",
+            ),
+        }
+    }
+
+    /// Whether the reference had set `src_valid_mark` before failing.
+    fn sets_src_valid_mark(self) -> bool {
+        matches!(self, Scenario::FailingPostUp)
+    }
+}
+
+/// The last line of a stderr, without bash's `<script>: line N: ` prefix.
+pub(crate) fn last_line(stderr: &str) -> String {
+    let line = stderr.lines().last().unwrap_or("");
+    strip_bash_location(line)
+}
+
+/// `/usr/bin/wg-quick: line 151: resolvconf: command not found` → `resolvconf: command not
+/// found`: bash names the script and line of a failing command; that is not part of the
+/// behaviour.
+pub(crate) fn strip_bash_location(line: &str) -> String {
+    if let Some(rest) = line.strip_prefix("/usr/bin/wg-quick: line ") {
+        if let Some((num, msg)) = rest.split_once(": ") {
+            if num.bytes().all(|b| b.is_ascii_digit()) {
+                return msg.to_owned();
+            }
+        }
+    }
+    line.to_owned()
+}
+
+fn reference_failure(scenario: Scenario) {
+    if !require_root() {
+        return;
+    }
+    let f = scenario.run(&Tool::Reference);
+    let (code, message, last) = scenario.expected();
+    assert_eq!(
+        (f.code, last_line(&f.stderr).as_str()),
+        (Some(code), last),
+        "{scenario:?}: reference exit status / last line:\n{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.lines().any(|l| strip_bash_location(l) == message),
+        "{scenario:?}: reference stderr lacks {message:?}:\n{}",
+        f.stderr
+    );
+    let expected = if scenario.sets_src_valid_mark() {
+        f.before
+            .clone()
+            .with_section("sysctl", super::sysctl_after_full_tunnel())
+    } else {
+        f.before.clone()
+    };
+    expected.assert_eq(
+        &f.after,
+        &format!("{scenario:?}: reference left state behind"),
+        "before",
+        "after failed up",
+    );
+}
+
+#[test]
+fn reference_failing_post_up_rolls_back() {
+    reference_failure(Scenario::FailingPostUp);
+}
+
+#[test]
+fn reference_missing_resolvconf_rolls_back() {
+    reference_failure(Scenario::MissingResolvconf);
+}
+
+#[test]
+fn reference_bad_key_rolls_back() {
+    reference_failure(Scenario::BadKey);
+}
+
+#[test]
+fn reference_existing_interface_is_refused() {
+    reference_failure(Scenario::InterfaceExists);
+}
+
+#[test]
+fn reference_second_up_is_refused() {
+    reference_failure(Scenario::AlreadyUp);
+}
