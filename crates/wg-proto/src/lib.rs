@@ -17,6 +17,7 @@
 //! | [`messages`]    | the four wire formats, as `Packet<T: AsRef<[u8]>>` views        |
 //! | [`noise`]       | HASH/MAC/HMAC/KDF/AEAD, the handshake state machine, cookies    |
 //! | [`tai64n`]      | handshake timestamps                                            |
+//! | [`ratelimiter`] | per-source token buckets for handshakes under load              |
 //! | [`replay`]      | the sliding window over transport counters                      |
 //! | [`session`]     | a transport keypair: encrypt/decrypt into caller buffers        |
 //! | [`timers`]      | the timer constants and the absolute-deadline table             |
@@ -29,6 +30,7 @@ pub mod allowed_ips;
 pub mod messages;
 pub mod noise;
 pub mod peer;
+pub mod ratelimiter;
 pub mod replay;
 pub mod session;
 pub mod tai64n;

@@ -23,9 +23,19 @@ use crate::messages::{
 use crate::noise::cookie::{Admission, CookieChecker};
 use crate::noise::handshake::{consume_initiation_precomputed, HandshakeError, StaticIdentity};
 use crate::peer::{Ctx, Peer, PeerId, Received};
+use crate::ratelimiter::Ratelimiter;
 
 /// Recycled buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 1024;
+
+/// At most this many handshake messages wait to be processed; more are dropped (the kernel's
+/// `MAX_QUEUED_INCOMING_HANDSHAKES`).
+pub const MAX_QUEUED_HANDSHAKES: usize = 4096;
+/// The interface is under load while at least this many handshake messages wait (the
+/// kernel's threshold, an eighth of the queue)...
+pub const UNDER_LOAD_QUEUE_LEN: usize = MAX_QUEUED_HANDSHAKES / 8;
+/// ...and for this long after the queue was last that long.
+pub const UNDER_LOAD_AFTER: Duration = Duration::from_secs(1);
 
 /// How a peer is configured when added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,6 +107,11 @@ pub struct Counters {
     pub rx_dropped_mac: u64,
     /// Handshake messages answered with a cookie reply because we are under load.
     pub rx_cookie_replies_sent: u64,
+    /// Handshake messages dropped because [`MAX_QUEUED_HANDSHAKES`] were already waiting.
+    pub rx_dropped_handshake_queue_full: u64,
+    /// Handshake messages with a valid cookie dropped by the per-source rate limit while under
+    /// load.
+    pub rx_dropped_ratelimited: u64,
     /// Messages that failed to authenticate or decrypt.
     pub rx_dropped_invalid: u64,
     /// Initiations from an unknown static key.
@@ -187,10 +202,19 @@ impl WallClock {
 /// 4. Re-read [`poll_timeout`](Self::poll_timeout): any call above may have moved it.
 ///
 /// Periodically, and after the system clock steps, refresh the wall-clock reading used for
-/// handshake timestamps with [`set_wall_clock`](Self::set_wall_clock). The caller decides
-/// when the interface is under load (e.g. by queue depth) and says so with
-/// [`set_under_load`](Self::set_under_load); handshakes are then only processed with a valid
-/// cookie MAC.
+/// handshake timestamps with [`set_wall_clock`](Self::set_wall_clock).
+///
+/// # Handshakes and load
+///
+/// Handshake messages are not processed by `handle_incoming`, which only queues them (as the
+/// kernel queues them for its handshake workers): the caller runs
+/// [`process_handshakes`](Self::process_handshakes) with a budget of Diffie-Hellman-costly
+/// messages per round of its loop, and calls it again soon while it returns a non-zero
+/// backlog. The backlog is the load signal, as in the kernel and wireguard-go: while at least
+/// [`UNDER_LOAD_QUEUE_LEN`] messages wait, and for [`UNDER_LOAD_AFTER`] after, the interface is
+/// under load and processes only handshakes with a valid cookie MAC2, at most 20 per second
+/// per source address ([`crate::ratelimiter`]); others get a cheap cookie reply.
+/// [`set_under_load`](Self::set_under_load) forces that mode.
 pub struct Tunnel {
     identity: StaticIdentity,
     checker: CookieChecker,
@@ -201,7 +225,10 @@ pub struct Tunnel {
     allowed_ips: AllowedIps<PeerId>,
     next_peer: u32,
     wall: WallClock,
-    under_load: bool,
+    forced_under_load: bool,
+    last_under_load: Option<Instant>,
+    handshakes: VecDeque<(SocketAddr, Vec<u8>)>,
+    ratelimiter: Ratelimiter,
     mtu: Option<usize>,
     outbox: Outbox,
     events: VecDeque<Pending>,
@@ -243,7 +270,10 @@ impl Tunnel {
                 at: now,
                 since_epoch,
             },
-            under_load: false,
+            forced_under_load: false,
+            last_under_load: None,
+            handshakes: VecDeque::new(),
+            ratelimiter: Ratelimiter::new(),
             mtu: None,
             outbox: Outbox::default(),
             events: VecDeque::new(),
@@ -265,9 +295,56 @@ impl Tunnel {
         };
     }
 
-    /// Whether to demand cookies (MAC2) on handshake messages. The caller's decision.
+    /// Forces (or stops forcing) the under-load mode, whatever the handshake backlog.
     pub fn set_under_load(&mut self, under_load: bool) {
-        self.under_load = under_load;
+        self.forced_under_load = under_load;
+    }
+
+    /// Whether handshakes at `now` need a cookie: forced, or the backlog is at least
+    /// [`UNDER_LOAD_QUEUE_LEN`], or it was within the last [`UNDER_LOAD_AFTER`].
+    fn under_load(&mut self, now: Instant) -> bool {
+        if self.forced_under_load || self.handshakes.len() >= UNDER_LOAD_QUEUE_LEN {
+            self.last_under_load = Some(now);
+            return true;
+        }
+        match self.last_under_load {
+            Some(t) if now < t + UNDER_LOAD_AFTER => true,
+            Some(_) => {
+                self.last_under_load = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Handshake messages waiting for [`process_handshakes`](Self::process_handshakes).
+    pub fn pending_handshakes(&self) -> usize {
+        self.handshakes.len()
+    }
+
+    /// Processes queued handshake messages in arrival order until `budget` of them needed
+    /// Diffie-Hellman work (dropped or cookie-answered ones cost nothing) or none is left.
+    /// Returns how many still wait: call again soon if any.
+    pub fn process_handshakes(&mut self, now: Instant, budget: usize) -> usize {
+        let mut spent = 0;
+        while spent < budget {
+            let under_load = self.under_load(now);
+            let Some((from, datagram)) = self.handshakes.pop_front() else {
+                break;
+            };
+            let costly = match MessageType::classify(&datagram) {
+                Some(MessageType::HandshakeInitiation) => {
+                    self.handle_initiation(now, from, &datagram, under_load)
+                }
+                Some(MessageType::HandshakeResponse) => {
+                    self.handle_response(now, from, &datagram, under_load)
+                }
+                _ => false,
+            };
+            spent += usize::from(costly);
+            self.outbox.recycle(datagram);
+        }
+        self.handshakes.len()
     }
 
     /// The TUN MTU, used to cap padding. `None` pads to 16 bytes unconditionally.
@@ -445,26 +522,43 @@ impl Tunnel {
     /// Processes one UDP datagram received from `from`.
     pub fn handle_incoming(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         match MessageType::classify(datagram) {
-            Some(MessageType::HandshakeInitiation) => self.handle_initiation(now, from, datagram),
-            Some(MessageType::HandshakeResponse) => self.handle_response(now, from, datagram),
+            Some(MessageType::HandshakeInitiation | MessageType::HandshakeResponse) => {
+                self.queue_handshake(from, datagram)
+            }
             Some(MessageType::CookieReply) => self.handle_cookie_reply(now, datagram),
             Some(MessageType::TransportData) => self.handle_data(now, from, datagram),
             None => self.counters.rx_dropped_malformed += 1,
         }
     }
 
-    /// The MAC gate in front of both handshake messages. Returns whether to go on.
+    fn queue_handshake(&mut self, from: SocketAddr, datagram: &[u8]) {
+        if self.handshakes.len() >= MAX_QUEUED_HANDSHAKES {
+            self.counters.rx_dropped_handshake_queue_full += 1;
+            return;
+        }
+        let mut buf = self.outbox.take_buffer(datagram.len());
+        buf.copy_from_slice(datagram);
+        self.handshakes.push_back((from, buf));
+    }
+
+    /// The MAC gate in front of both handshake messages, with the rate limit under load.
+    /// Returns whether to go on.
     fn admit(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         sender_index: u32,
+        under_load: bool,
     ) -> bool {
         match self
             .checker
-            .admit(now, &mut self.rng, datagram, from, self.under_load)
+            .admit(now, &mut self.rng, datagram, from, under_load)
         {
+            Admission::Process if under_load && !self.ratelimiter.allow(now, from.ip()) => {
+                self.counters.rx_dropped_ratelimited += 1;
+                false
+            }
             Admission::Process => true,
             Admission::Drop => {
                 self.counters.rx_dropped_mac += 1;
@@ -487,11 +581,18 @@ impl Tunnel {
         }
     }
 
-    fn handle_initiation(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    /// Returns whether the message got past the MAC gate (and so cost a DH).
+    fn handle_initiation(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        under_load: bool,
+    ) -> bool {
         // classify() checked type and length.
         let msg = HandshakeInitiation::new_unchecked(datagram);
-        if !self.admit(now, from, datagram, msg.sender_index()) {
-            return;
+        if !self.admit(now, from, datagram, msg.sender_index(), under_load) {
+            return false;
         }
         let (by_key, peers) = (&self.by_key, &self.peers);
         let received = consume_initiation_precomputed(&self.identity, &msg, |remote| {
@@ -504,31 +605,39 @@ impl Tunnel {
             Ok(received) => received,
             Err(HandshakeError::UnknownPeer) => {
                 self.counters.rx_dropped_unknown_peer += 1;
-                return;
+                return true;
             }
             Err(_) => {
                 self.counters.rx_dropped_invalid += 1;
-                return;
+                return true;
             }
         };
         let Some(&id) = self.by_key.get(received.remote_static()) else {
             self.counters.rx_dropped_unknown_peer += 1;
-            return;
+            return true;
         };
         self.with_peer(now, id, |peer, ctx| {
             peer.handle_initiation(ctx, now, from, received)
         });
+        true
     }
 
-    fn handle_response(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    /// Returns whether the message got past the MAC gate (and so may have cost DH work).
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        under_load: bool,
+    ) -> bool {
         let msg = HandshakeResponse::new_unchecked(datagram);
-        if !self.admit(now, from, datagram, msg.sender_index()) {
-            return;
+        if !self.admit(now, from, datagram, msg.sender_index(), under_load) {
+            return false;
         }
         let index = msg.receiver_index();
         let Some(&id) = self.indices.get(&index) else {
             self.counters.rx_dropped_unknown_index += 1;
-            return;
+            return false;
         };
         let accepted = self
             .with_peer(now, id, |peer, ctx| {
@@ -538,6 +647,7 @@ impl Tunnel {
         if !accepted {
             self.counters.rx_dropped_invalid += 1;
         }
+        true
     }
 
     fn handle_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {

@@ -107,6 +107,7 @@ fn main() {
             eprintln!("<- {n} bytes type {} from {from}", buf[0]);
             let d = buf[..n].to_vec();
             t.handle_incoming(Instant::now(), from, &d);
+            t.process_handshakes(Instant::now(), usize::MAX);
         }
         if t.poll_timeout().is_some_and(|d| d <= Instant::now()) {
             t.handle_timeout(Instant::now());

@@ -6,6 +6,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 mod config;
+mod load;
 mod tunnel;
 mod util;
 

@@ -305,6 +305,7 @@ fn test_replayed_transport_and_initiation_dropped() {
     pair.b.handle_incoming(now, from, &data);
     assert_eq!(pair.b.counters().rx_dropped_replay, 1);
     pair.b.handle_incoming(now + secs(1), from, &init);
+    pair.b.process_handshakes(now + secs(1), usize::MAX);
     assert_eq!(pair.b.counters().rx_dropped_replayed_initiation, 1);
     pair.drive();
     assert_eq!(pair.b_delivered.len(), 1);
@@ -324,6 +325,8 @@ fn test_garbage_is_counted_not_returned() {
     let mut fake_init = [0x42u8; 148];
     fake_init[..4].copy_from_slice(&[1, 0, 0, 0]);
     pair.b.handle_incoming(now, from, &fake_init);
+    assert_eq!(pair.b.pending_handshakes(), 1, "handshakes are queued");
+    assert_eq!(pair.b.process_handshakes(now, usize::MAX), 0);
     let mut fake_data = [0x42u8; 64];
     fake_data[..4].copy_from_slice(&[4, 0, 0, 0]);
     pair.b.handle_incoming(now, from, &fake_data);

@@ -182,7 +182,9 @@ impl Pair {
                     };
                     if !lost && t.dst == expected {
                         let now = self.now;
-                        self.tunnel(other).handle_incoming(now, from, &bytes);
+                        let receiver = self.tunnel(other);
+                        receiver.handle_incoming(now, from, &bytes);
+                        receiver.process_handshakes(now, usize::MAX);
                     }
                 }
             }
