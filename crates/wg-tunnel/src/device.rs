@@ -104,6 +104,14 @@ impl Interface {
         }
     }
 
+    /// Processes queued handshake messages, at most `budget` of them costing a DH; returns
+    /// the backlog left (the load signal: see [`Tunnel::process_handshakes`]).
+    pub fn process_handshakes(&mut self, now: Instant, budget: usize) -> usize {
+        self.tunnel
+            .as_mut()
+            .map_or(0, |t| t.process_handshakes(now, budget))
+    }
+
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(tunnel) = &mut self.tunnel {

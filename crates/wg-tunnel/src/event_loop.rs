@@ -4,8 +4,9 @@
 //!
 //! Each round: wait; read the clock once; handle signals (exit), the deletion of the UAPI
 //! socket file (exit, as wireguard-go does through inotify), the TUN device (packets to
-//! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams,
-//! due timers; flush the tunnel's outputs; then serve UAPI connections and flush again (a
+//! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams
+//! (handshake messages are queued), a budget of queued handshakes (a backlog makes the next
+//! wait zero, and its length is the tunnel's load signal), due timers; flush the tunnel's outputs; then serve UAPI connections and flush again (a
 //! `set` may start a handshake).
 
 use std::io::{self, Read};
@@ -23,6 +24,10 @@ use crate::uapi_server::{Connection, Handler, UapiListener};
 
 /// Packets (or datagrams) handled per source per round, so neither side starves the other.
 const BURST: usize = 64;
+/// Handshake messages costing a DH processed per round (a few milliseconds of CPU), so a
+/// flood grows the backlog, which puts the tunnel under load (cookie replies), instead of
+/// starving the data path.
+const HANDSHAKES_PER_ROUND: usize = 16;
 /// Poll entries before the UAPI connections'.
 const FIXED_FDS: usize = 6;
 /// Large enough for any IP packet and any datagram.
@@ -67,8 +72,10 @@ pub fn run(
     let mut packet = vec![0u8; BUF_LEN];
     let mut out = vec![0u8; BUF_LEN];
     let mut fds: Vec<PollFd> = Vec::new();
+    let mut backlog = 0;
     loop {
         let timeout = match iface.poll_timeout() {
+            _ if backlog > 0 => 0,
             None => -1,
             Some(deadline) => millis_until(deadline, Instant::now()),
         };
@@ -147,6 +154,7 @@ pub fn run(
                 }
             }
         }
+        backlog = iface.process_handshakes(now, HANDSHAKES_PER_ROUND);
         iface.handle_timeout(now);
         iface.flush(tun, &mut out);
 
