@@ -25,6 +25,9 @@ PACKAGES=(
 	nftables:/usr/sbin/nft
 	iptables:/usr/sbin/iptables
 	procps:/usr/sbin/sysctl
+	# The kernel WireGuard tests' VM (scripts/vm/run.sh; it fetches the kernel itself).
+	qemu-system-x86:/usr/bin/qemu-system-x86_64
+	busybox-static:/bin/busybox
 )
 
 missing=()

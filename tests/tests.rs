@@ -15,6 +15,7 @@
 
 mod differential;
 mod harness;
+mod kernel;
 mod permissions;
 mod quick;
 mod repo;
