@@ -16,6 +16,7 @@
 mod differential;
 mod harness;
 mod kernel;
+mod netlink_wire;
 mod permissions;
 mod quick;
 mod repo;
