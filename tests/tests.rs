@@ -3,6 +3,8 @@
 //! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
 //!   (lists the known, deliberate differences).
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
+//! * `netlink_wire`: the netlink messages `wg` sends to a kernel device, byte for byte against
+//!   the reference, through a fake generic netlink family loaded with `LD_PRELOAD`.
 //! * `quick`: `wg-quick` (ours and the reference driving wg-tunnel) against the reference
 //!   `/usr/bin/wg-quick` in sandboxes with a real resolvconf: state snapshots, traces, failure
 //!   injection, strip/save (root only).
