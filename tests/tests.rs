@@ -8,6 +8,8 @@
 //! * `quick`: `wg-quick` (ours and the reference driving wg-tunnel) against the reference
 //!   `/usr/bin/wg-quick` in sandboxes with a real resolvconf: state snapshots, traces, failure
 //!   injection, strip/save (root only).
+//! * `quick_smoke`: our `wg-quick` alone on the wg-tunnel path: up, down, full tunnel, rollback
+//!   (root only).
 //! * `repo`: repository-level promises (scripts the README and CI rely on).
 //! * `show`: `wg show` / `wg showconf` on live wireguard-go devices and on replayed UAPI
 //!   replies (root only).
@@ -21,6 +23,7 @@ mod kernel;
 mod netlink_wire;
 mod permissions;
 mod quick;
+mod quick_smoke;
 mod repo;
 mod set;
 mod setconf;

@@ -1,0 +1,188 @@
+//! Our `wg-quick` on its own, on the userspace path (root only): `up` a config with our
+//! `wg-tunnel` as the implementation, check the link, addresses, routes, rules and firewall it
+//! creates, `down`, check they are gone; and a failing PostUp rolls everything back. The
+//! differential suite against the reference is `quick`.
+//!
+//! ```text
+//!   +------------------ Sandbox ------------------+
+//!   | lo                                          |
+//!   | wgs0 <- `wg-tunnel wgs0` (started by        |
+//!   |         wg-quick's kernel-module fallback)  |
+//!   |   10.77.0.2/24, fd77::2/64, routes, rules   |
+//!   +---------------------------------------------+
+//! ```
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use wg_tests::bins::cargo_bin;
+use wg_tests::invocation::{Invocation, Outcome};
+use wg_tests::require_root;
+use wg_tests::sandbox::Sandbox;
+
+const SITE: &str = "\
+[Interface]
+PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+Address = 10.77.0.2/24, fd77::2/64
+ListenPort = 51820
+PostUp = echo up %i > /run/wgq/hook
+
+[Peer]
+PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+AllowedIPs = 10.77.0.0/24, 10.78.0.0/16, fd78::/64
+Endpoint = 127.0.0.1:51821
+";
+
+const FULL_TUNNEL: &str = "\
+[Interface]
+PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+Address = 10.77.0.2/24
+MTU = 1380
+
+[Peer]
+PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+AllowedIPs = 0.0.0.0/0, ::/0
+Endpoint = 127.0.0.1:51821
+";
+
+/// Writes `/run/wgq/NAME.conf` inside the sandbox, mode 0600.
+fn write_config(sandbox: &Sandbox, name: &str, text: &str) -> String {
+    let dir = sandbox.host_path("/run/wgq");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.conf"));
+    fs::write(&file, text).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    format!("/run/wgq/{name}.conf")
+}
+
+fn wg_quick(sandbox: &Sandbox, command: &str, config: &str) -> Outcome {
+    Invocation::new([command, config])
+        .arg0("wg-quick")
+        .in_sandbox(sandbox)
+        .run(&cargo_bin("wg-quick"))
+}
+
+fn show(sandbox: &Sandbox, script: &str) -> String {
+    sandbox.sh(script).stdout_str()
+}
+
+#[test]
+fn up_down_userspace() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let config = write_config(&sandbox, "wgs0", SITE);
+    let up = wg_quick(&sandbox, "up", &config);
+    up.assert_code(0, "wg-quick up");
+    let trace: Vec<&str> = std::str::from_utf8(&up.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("[#]"))
+        .collect();
+    assert_eq!(
+        trace,
+        [
+            "[#] ip link add dev wgs0 type wireguard",
+            "[#] wg-tunnel wgs0",
+            "[#] wg addconf wgs0 /dev/fd/63",
+            "[#] ip -4 address add 10.77.0.2/24 dev wgs0",
+            "[#] ip -6 address add fd77::2/64 dev wgs0",
+            // The endpoint is reached over lo (MTU 65536).
+            "[#] ip link set mtu 65456 up dev wgs0",
+            "[#] ip -6 route add fd78::/64 dev wgs0",
+            "[#] ip -4 route add 10.78.0.0/16 dev wgs0",
+            "[#] echo up wgs0 > /run/wgq/hook",
+        ],
+        "{up:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(sandbox.host_path("/run/wgq/hook")).unwrap(),
+        "up wgs0\n"
+    );
+    let link = show(&sandbox, "ip -o link show dev wgs0");
+    assert!(
+        link.contains("mtu 65456") && link.contains(",UP,"),
+        "{link}"
+    );
+    let addresses = show(&sandbox, "ip -o addr show dev wgs0");
+    assert!(addresses.contains("inet 10.77.0.2/24"), "{addresses}");
+    assert!(addresses.contains("inet6 fd77::2/64"), "{addresses}");
+    assert_eq!(
+        show(&sandbox, "ip -4 route show dev wgs0"),
+        "10.77.0.0/24 proto kernel scope link src 10.77.0.2 \n10.78.0.0/16 scope link \n"
+    );
+    assert!(show(&sandbox, "ip -6 route show dev wgs0").contains("fd78::/64 metric 1024"));
+    assert!(show(&sandbox, "wg show wgs0 peers").starts_with("xTIBA5rb"));
+
+    let down = wg_quick(&sandbox, "down", &config);
+    down.assert_code(0, "wg-quick down");
+    assert_eq!(down.stderr_str(), "[#] ip link delete dev wgs0\n");
+    assert_eq!(
+        show(&sandbox, "ip -o link show dev wgs0 2>/dev/null || true"),
+        ""
+    );
+    assert_eq!(show(&sandbox, "ip route; ip -6 route"), "");
+
+    // `down` of something that is not up.
+    let again = wg_quick(&sandbox, "down", &config);
+    again.assert_code(1, "second down");
+    assert_eq!(
+        again.stderr_str(),
+        "wg-quick: `wgs0' is not a WireGuard interface\n"
+    );
+}
+
+#[test]
+fn full_tunnel_and_rollback() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let rules_before = show(&sandbox, "ip rule; ip -6 rule");
+    let config = write_config(&sandbox, "wgs1", FULL_TUNNEL);
+    wg_quick(&sandbox, "up", &config).assert_code(0, "full-tunnel up");
+    let rules = show(&sandbox, "ip rule");
+    assert!(
+        rules.contains("not from all fwmark 0xca6c lookup 51820"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("from all lookup main suppress_prefixlength 0"),
+        "{rules}"
+    );
+    assert_eq!(
+        show(&sandbox, "ip route show table 51820"),
+        "default dev wgs1 scope link \n"
+    );
+    assert_eq!(show(&sandbox, "wg show wgs1 fwmark"), "0xca6c\n");
+    let tables = show(&sandbox, "nft list tables");
+    assert_eq!(tables, "table ip6 wg-quick-wgs1\ntable ip wg-quick-wgs1\n");
+    wg_quick(&sandbox, "down", &config).assert_code(0, "full-tunnel down");
+    assert_eq!(show(&sandbox, "ip rule; ip -6 rule"), rules_before);
+    assert_eq!(show(&sandbox, "nft list tables"), "");
+
+    // A failing PostUp after the rules and the firewall exist: everything is rolled back and
+    // the hook's status is the exit status.
+    let failing = FULL_TUNNEL.replace("MTU = 1380\n", "MTU = 1380\nPostUp = exit 7\n");
+    let config = write_config(&sandbox, "wgs2", &failing);
+    let up = wg_quick(&sandbox, "up", &config);
+    up.assert_code(7, "failing PostUp");
+    let stderr = up.stderr_str();
+    assert!(
+        stderr.ends_with(
+            "[#] exit 7\n[#] nft -f /dev/fd/63\n[#] ip -4 rule delete table 51820\n\
+             [#] ip -4 rule delete table main suppress_prefixlength 0\n\
+             [#] ip -6 rule delete table 51820\n\
+             [#] ip -6 rule delete table main suppress_prefixlength 0\n\
+             [#] ip link delete dev wgs2\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(show(&sandbox, "ip rule; ip -6 rule"), rules_before);
+    assert_eq!(show(&sandbox, "nft list tables"), "");
+    assert_eq!(
+        show(&sandbox, "ip -o link show dev wgs2 2>/dev/null || true"),
+        ""
+    );
+}
