@@ -28,6 +28,12 @@ PACKAGES=(
 	# The kernel WireGuard tests' VM (scripts/vm/run.sh; it fetches the kernel itself).
 	qemu-system-x86:/usr/bin/qemu-system-x86_64
 	busybox-static:/bin/busybox
+	# The docs tests (tests/docs.rs): man pages, the completions in each shell, systemd units.
+	groff-base:/usr/bin/groff
+	man-db:/usr/bin/man
+	zsh:/usr/bin/zsh
+	fish:/usr/bin/fish
+	systemd:/usr/bin/systemd-analyze
 )
 
 missing=()
@@ -95,5 +101,14 @@ start=$SECONDS
 # The integration tests run the binaries built above (they locate target/debug/<bin>).
 cargo test --workspace "$@"
 echo "tested in $((SECONDS - start))s"
+
+# The Debian package needs a release build (about 2 more minutes on 2 cores, plus building
+# cargo-deb once), so CI checks its metadata (tests/docs.rs) and builds it only on request.
+if [[ ${WG_RS_DEB:-0} == 1 ]]; then
+	section "Debian package: scripts/deb.sh (build, dpkg -c, install and remove in an overlay)"
+	start=$SECONDS
+	scripts/deb.sh
+	echo "packaged and checked in $((SECONDS - start))s"
+fi
 
 section "OK: all tests passed"

@@ -2,6 +2,8 @@
 //!
 //! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
 //!   (lists the known, deliberate differences).
+//! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
+//!   `scripts/install.sh` and the Debian package metadata, checked against what the code supports.
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
 //! * `netlink_wire`: the netlink messages `wg` sends to a kernel device, byte for byte against
 //!   the reference, through a fake generic netlink family loaded with `LD_PRELOAD`.
@@ -18,6 +20,7 @@
 //! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
 
 mod differential;
+mod docs;
 mod harness;
 mod kernel;
 mod netlink_wire;
