@@ -36,6 +36,13 @@ pub(crate) fn stderr(bytes: &[u8]) {
     let _ = io::stderr().lock().write_all(bytes);
 }
 
+/// An I/O error's text without Rust's ` (os error N)` suffix, as C's `strerror` gives it.
+pub(crate) fn strerror(error: &io::Error) -> String {
+    let text = error.to_string();
+    let cut = text.rfind(" (os error ").unwrap_or(text.len());
+    text[..cut].to_owned()
+}
+
 /// `die`: `PROGRAM: message`, exit status 1.
 pub(crate) fn die(program: &str, message: &str) -> Failure {
     stderr(&unlatin1(&format!("{program}: {message}\n")));
@@ -145,7 +152,7 @@ impl<'a> Runner<'a> {
                         None => {
                             stderr(
                                 format!(
-                                    "Error: argument \"{}\" is wrong: \"table\" value is invalid\n\n",
+                                    "Error: argument \"{}\" is wrong: \"table\" value is invalid\n",
                                     table.text
                                 )
                                 .as_bytes(),
@@ -243,7 +250,7 @@ impl<'a> Runner<'a> {
                 return Err(Failure(127));
             }
             Err(e) => {
-                stderr(format!("{}: {name}: {e}\n", self.program).as_bytes());
+                stderr(format!("{}: {name}: {}\n", self.program, strerror(&e)).as_bytes());
                 return Err(Failure(126));
             }
         };
@@ -268,6 +275,7 @@ impl<'a> Runner<'a> {
     fn del_if(&mut self) -> Result<(), Failure> {
         let facts = linux::teardown_facts(
             self.interface(),
+            &self.file.config,
             self.done.contains(&undo_key(Undo::Dns)),
             self.done.contains(&undo_key(Undo::Firewall)),
         );
@@ -347,7 +355,7 @@ impl<'a> Runner<'a> {
         if config.save_config {
             self.save_config()?;
         }
-        let facts = linux::teardown_facts(&interface, false, false);
+        let facts = linux::teardown_facts(&interface, &self.file.config, false, false);
         self.run(&plan::plan_down(&interface, &self.file.config, &facts))
     }
 

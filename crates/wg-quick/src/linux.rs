@@ -245,10 +245,22 @@ pub(crate) fn output(program: &str, args: &[&str]) -> Option<String> {
 /// What `plan_del_if` and `plan_down` need.
 pub(crate) fn teardown_facts(
     interface: &str,
+    config: &QuickConfig,
     have_dns: bool,
     have_firewall: bool,
 ) -> TeardownFacts {
-    let device = device(interface);
+    // `get_fwmark` runs `wg show IF fwmark` only for an automatic table, and its error shows.
+    let device = if matches!(config.table, None | Some(Table::Auto)) {
+        match Ipc::new().get(OsStr::new(interface)) {
+            Ok(device) => Some(device),
+            Err(e) => {
+                crate::exec::stderr(format!("Unable to access interface: {e}\n").as_bytes());
+                None
+            }
+        }
+    } else {
+        None
+    };
     let iptables_save = find_program("iptables").map(|_| {
         (
             output("iptables-save", &[]).unwrap_or_default(),

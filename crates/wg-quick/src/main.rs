@@ -70,22 +70,24 @@ fn auto_su(program: &str, args: &[OsString]) -> Result<(), Failure> {
     if sys::uid() == 0 {
         return Ok(());
     }
+    let Some(sudo) = linux::find_program("sudo") else {
+        exec::stderr(format!("{program}: exec: sudo: not found\n").as_bytes());
+        return Err(Failure(127));
+    };
     let exe = std::env::current_exe().unwrap_or_else(|_| "wg-quick".into());
     let prompt =
         format!("{program} must be run as root. Please enter the password for %u to continue: ");
-    let error = Command::new("sudo")
+    let error = Command::new(sudo)
+        .arg0("sudo")
         .arg("-p")
         .arg(prompt)
         .arg("--")
         .arg(exe)
         .args(args)
         .exec();
-    exec::stderr(format!("{program}: sudo: {error}\n").as_bytes());
-    Err(Failure(if error.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    }))
+    let error = std::io::Error::from_raw_os_error(error.raw_os_error().unwrap_or(libc::EIO));
+    exec::stderr(format!("{program}: exec: sudo: {}\n", exec::strerror(&error)).as_bytes());
+    Err(Failure(126))
 }
 
 fn run(argv: &[OsString]) -> Result<(), Failure> {
