@@ -2,11 +2,13 @@
 //!
 //! Every case is a config text (with deterministic keys from [`Keys`]) plus a setup script run
 //! in the sandbox first (veth "uplink" links and routes, so that automatic MTU and endpoint
-//! routes have something to look at). Nothing leaves the sandbox: the uplink's veth peer is in the same sandbox, and
-//! endpoints are documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+//! routes have something to look at). Nothing leaves the sandbox: the uplink's veth peer is
+//! in the same sandbox, and endpoints are documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
 //! 2001:db8::/32) routed, at most, into that veth.
 
-use super::Keys;
+use wg_tests::PrivateEtc;
+
+use super::{Keys, QuickBox};
 
 /// One config of the corpus.
 pub(crate) struct Case {
@@ -22,7 +24,20 @@ pub(crate) struct Case {
     pub(crate) random_port: bool,
     /// Whether `up` installs an IPv4 default route through the tunnel (so `src_valid_mark`
     /// stays 1 after `down`).
-    pub full_tunnel_v4: bool,
+    pub(crate) full_tunnel_v4: bool,
+    /// Content for `/etc/resolvconf/interface-order` (wg-quick's DNS interface prefix).
+    pub(crate) interface_order: Option<&'static str>,
+}
+
+impl Case {
+    /// A fresh sandbox for this case (openresolv, and the interface-order file if any).
+    pub(crate) fn quickbox(&self) -> QuickBox {
+        let mut etc = PrivateEtc::with_resolvconf();
+        if let Some(order) = self.interface_order {
+            etc = etc.interface_order(order);
+        }
+        QuickBox::with_etc(etc)
+    }
 }
 
 /// An uplink: one end of a veth pair that stays inside the sandbox (no dummy module here), with
@@ -67,6 +82,7 @@ pub(crate) fn nat_server() -> Case {
         setup: NAT_SETUP,
         random_port: false,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -109,6 +125,7 @@ pub(crate) fn road_warrior() -> Case {
         setup: UPLINK,
         random_port: true,
         full_tunnel_v4: true,
+        interface_order: None,
     }
 }
 
@@ -139,6 +156,7 @@ pub(crate) fn site_to_site() -> Case {
         setup: UPLINK,
         random_port: false,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -162,6 +180,7 @@ pub(crate) fn table_off() -> Case {
         setup: "",
         random_port: true,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -185,6 +204,7 @@ pub(crate) fn table_1234() -> Case {
         setup: "",
         random_port: true,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -210,6 +230,7 @@ pub(crate) fn multi_address() -> Case {
         setup: "",
         random_port: false,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -234,6 +255,7 @@ pub(crate) fn ipv6_only() -> Case {
         setup: UPLINK,
         random_port: true,
         full_tunnel_v4: false,
+        interface_order: None,
     }
 }
 
@@ -265,6 +287,33 @@ pub(crate) fn save_config() -> Case {
         setup: "",
         random_port: false,
         full_tunnel_v4: false,
+        interface_order: None,
+    }
+}
+
+/// DNS with Debian resolvconf's `/etc/resolvconf/interface-order` present: wg-quick registers
+/// the servers as `tun.dnsp` (the first `NAME*` line gives the prefix `NAME.`).
+pub(crate) fn dns_prefix() -> Case {
+    let mut k = Keys::new(9);
+    let (key, peer) = (k.private(), k.public());
+    Case {
+        name: "dns_prefix",
+        ifname: "dnsp",
+        config: format!(
+            "[Interface]\n\
+             PrivateKey = {key}\n\
+             ListenPort = 51009\n\
+             Address = 10.90.0.2/24\n\
+             DNS = 10.90.0.53,10.90.0.54 , search.example\n\
+             \n\
+             [Peer]\n\
+             PublicKey = {peer}\n\
+             AllowedIPs = 10.91.0.0/16\n"
+        ),
+        setup: "",
+        random_port: false,
+        full_tunnel_v4: false,
+        interface_order: Some("# interface order\nlo.inet*\ntun*\nwg*\n"),
     }
 }
 
@@ -279,5 +328,6 @@ pub(crate) fn all() -> Vec<Case> {
         multi_address(),
         ipv6_only(),
         save_config(),
+        dns_prefix(),
     ]
 }

@@ -3,7 +3,7 @@
 //! | case                | how it fails                                  | reference result     |
 //! |---------------------|-----------------------------------------------|----------------------|
 //! | failing PostUp      | road warrior + `PostUp = exit 3`              | exit 3, rolled back  |
-//! | missing resolvconf  | road warrior in a sandbox without resolvconf  | exit 127, `resolvconf: command not found`, rolled back |
+//! | missing resolvconf  | road warrior in a sandbox without resolvconf  | exit 127, `/usr/bin/wg-quick: line 32: resolvconf: command not found`, rolled back |
 //! | bad key             | `PrivateKey = notakey`                        | exit 1, wg's `Key is not the correct length or format`, rolled back |
 //! | interface exists    | a veth already named `wg0`                    | exit 1, `` wg-quick: `wg0' already exists `` |
 //! | already up          | `up` twice                                    | exit 1, `` wg-quick: `wg0' already exists `` |
@@ -85,14 +85,16 @@ impl Scenario {
         }
     }
 
-    /// The reference's exit status, the message line its stderr must hold (with bash's
-    /// `/usr/bin/wg-quick: line N: ` prefix, the script's path and line, left out), and its
-    /// last stderr line.
+    /// The reference's exit status, the message line its stderr must hold (bash's
+    /// `/usr/bin/wg-quick: line N: ` prefix read as `wg-quick: `, see [`strip_bash_location`]),
+    /// and its last stderr line.
     pub(crate) fn expected(self) -> (i32, &'static str, &'static str) {
         const DELETED: &str = "[#] ip link delete dev wg0";
         match self {
             Scenario::FailingPostUp => (3, "[#] exit 3", DELETED),
-            Scenario::MissingResolvconf => (127, "resolvconf: command not found", DELETED),
+            Scenario::MissingResolvconf => {
+                (127, "wg-quick: resolvconf: command not found", DELETED)
+            }
             Scenario::BadKey => (
                 1,
                 "Key is not the correct length or format: `notakey'",
@@ -118,14 +120,14 @@ pub(crate) fn last_line(stderr: &str) -> String {
     strip_bash_location(line)
 }
 
-/// `/usr/bin/wg-quick: line 151: resolvconf: command not found` → `resolvconf: command not
-/// found`: bash names the script and line of a failing command; that is not part of the
-/// behaviour.
+/// `/usr/bin/wg-quick: line 32: resolvconf: command not found` → `wg-quick: resolvconf:
+/// command not found`: bash names the script's path and line when a command cannot be run;
+/// ours names the program (a listed deliberate difference).
 pub(crate) fn strip_bash_location(line: &str) -> String {
     if let Some(rest) = line.strip_prefix("/usr/bin/wg-quick: line ") {
         if let Some((num, msg)) = rest.split_once(": ") {
             if num.bytes().all(|b| b.is_ascii_digit()) {
-                return msg.to_owned();
+                return format!("wg-quick: {msg}");
             }
         }
     }
@@ -187,4 +189,72 @@ fn reference_existing_interface_is_refused() {
 #[test]
 fn reference_second_up_is_refused() {
     reference_failure(Scenario::AlreadyUp);
+}
+
+/// Ours against the reference for one scenario: the same exit status, the same stderr (the
+/// reference's turned into HEAD's by [`super::differential::expected_trace`], bash's script
+/// location left out), and ours leaves the state as it found it.
+fn differential_failure(scenario: Scenario) {
+    if !require_root() {
+        return;
+    }
+    let (r, o) = std::thread::scope(|s| {
+        let r = s.spawn(|| scenario.run(&Tool::Reference));
+        let o = scenario.run(&Tool::Ours);
+        (r.join().expect("reference run"), o)
+    });
+    assert_eq!(
+        o.code, r.code,
+        "{scenario:?}: exit status (left ours, right reference)\nours:\n{}\nreference:\n{}",
+        o.stderr, r.stderr
+    );
+    let unlocate = |s: &str| -> String {
+        s.lines()
+            .map(|l| strip_bash_location(l) + "\n")
+            .collect::<String>()
+    };
+    let expected = super::differential::expected_trace(&unlocate(&r.stderr), 0, false);
+    super::differential::assert_trace(
+        &format!("{scenario:?}: stderr"),
+        &expected,
+        &unlocate(&o.stderr),
+    );
+    let expected = if scenario.sets_src_valid_mark() {
+        o.before
+            .clone()
+            .with_section("sysctl", super::sysctl_after_full_tunnel())
+    } else {
+        o.before.clone()
+    };
+    expected.assert_eq(
+        &o.after,
+        &format!("{scenario:?}: ours left state behind"),
+        "before",
+        "after failed up",
+    );
+}
+
+#[test]
+fn ours_failing_post_up_rolls_back_as_the_reference() {
+    differential_failure(Scenario::FailingPostUp);
+}
+
+#[test]
+fn ours_missing_resolvconf_rolls_back_as_the_reference() {
+    differential_failure(Scenario::MissingResolvconf);
+}
+
+#[test]
+fn ours_bad_key_rolls_back_as_the_reference() {
+    differential_failure(Scenario::BadKey);
+}
+
+#[test]
+fn ours_refuses_an_existing_interface_as_the_reference() {
+    differential_failure(Scenario::InterfaceExists);
+}
+
+#[test]
+fn ours_refuses_a_second_up_as_the_reference() {
+    differential_failure(Scenario::AlreadyUp);
 }

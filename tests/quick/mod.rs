@@ -28,8 +28,10 @@
 //! deliberate here: the kernel path is tested in the VM harness.
 
 mod configs;
+mod differential;
 mod failures;
 mod reference;
+mod strip_save;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -73,6 +75,12 @@ pub(crate) const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
     (
         "`[#] sysctl -q net.ipv4.conf.all.src_valid_mark=1` only when it is not already 1",
         "HEAD skips the write when the value is already set",
+    ),
+    (
+        "a command that cannot be run: bash's `/usr/bin/wg-quick: line 32: resolvconf: command \
+         not found` vs `wg-quick: resolvconf: command not found`",
+        "bash names the script's path and line number; ours names the program, as its other \
+         errors do (same exit status, 127)",
     ),
     (
         "automatic MTU: the smallest endpoint route MTU, not the largest",
@@ -128,6 +136,12 @@ impl QuickBox {
         fs::write(&path, text).expect("write config");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
         path
+    }
+
+    /// The current content of `<dir>/<name>.conf` (as rewritten by SaveConfig).
+    pub(crate) fn read_config(&self, name: &str) -> String {
+        let path = self.dir.path().join(format!("{name}.conf"));
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
     /// Writes `text` to the sandbox's private `/etc/wireguard/<name>.conf` (mode 0600).

@@ -104,10 +104,10 @@ fn reference_case(case: Case) {
     let (r, t) = thread::scope(|s| {
         let case = &case;
         let r = s.spawn(move || {
-            let qb = QuickBox::new();
+            let qb = case.quickbox();
             run_case(&qb, &Tool::Reference, case)
         });
-        let qb = QuickBox::new();
+        let qb = case.quickbox();
         let t = run_case(&qb, &Tool::ReferenceOnWgTunnel, case);
         (r.join().expect("reference run"), t)
     });
@@ -177,7 +177,8 @@ mod up_down {
         table_1234,
         multi_address,
         ipv6_only,
-        save_config
+        save_config,
+        dns_prefix
     );
 }
 

@@ -267,6 +267,28 @@ fn sort_peers(text: &str) -> String {
         .join("\n")
 }
 
+/// A wg(8) config text (`wg showconf`, a file written by `wg-quick save`) with its `[Peer]`
+/// blocks sorted, since wireguard-go lists peers in random order. Everything else, blank lines
+/// included, is kept: blocks are cut at each `\n[Peer]\n`, trimmed of trailing newlines,
+/// sorted, and joined with one blank line, and the text's own ending is kept.
+pub fn sort_peer_blocks(text: &str) -> String {
+    let body = text.trim_end_matches('\n');
+    let ending = &text[body.len()..];
+    let mut parts = body.split("\n[Peer]\n");
+    let head = parts.next().unwrap_or("").trim_end_matches('\n');
+    let mut peers: Vec<&str> = parts.map(|p| p.trim_end_matches('\n')).collect();
+    if peers.is_empty() {
+        return text.to_owned();
+    }
+    peers.sort_unstable();
+    let mut out = head.to_owned();
+    for p in peers {
+        out += "\n\n[Peer]\n";
+        out += p;
+    }
+    out + ending
+}
+
 /// Applies the masks listed in the module docs.
 pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -347,6 +369,15 @@ fn link_local(word: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_blocks_sort() {
+        assert_eq!(
+            sort_peer_blocks("[Interface]\nA = 1\n\n[Peer]\nB = 2\n\n[Peer]\nA = 3\n"),
+            "[Interface]\nA = 1\n\n[Peer]\nA = 3\n\n[Peer]\nB = 2\n"
+        );
+        assert_eq!(sort_peer_blocks("[Interface]\n"), "[Interface]\n");
+    }
 
     #[test]
     fn masks() {

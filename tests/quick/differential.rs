@@ -1,0 +1,225 @@
+//! Ours against the reference on the whole corpus: the same config brought up by the reference
+//! (on wireguard-go) in one sandbox and by ours (on wg-tunnel) in another.
+//!
+//! For each case: the start snapshots are equal; after `up` the snapshots are equal; after
+//! `down` they are equal and equal to the start (`src_valid_mark` aside, see
+//! [`super::sysctl_after_full_tunnel`]); both commands exit 0; the `[#]` traces of `up` and
+//! `down` are equal line for line once the reference's trace is turned into upstream HEAD's by
+//! [`expected_trace`] (the documented [`super::DELIBERATE_DIFFERENCES`]); with SaveConfig the
+//! rewritten files are equal.
+
+use std::thread;
+
+use wg_tests::invocation::line_diff;
+use wg_tests::require_root;
+
+use super::configs::{self, Case};
+use super::reference::{expected_after_down, neutral_userspace, run_case};
+use super::Tool;
+
+/// What the reference's trace becomes under upstream HEAD (which we follow): see
+/// [`super::DELIBERATE_DIFFERENCES`]. `pre_up_hooks` is the number of PreUp hooks of the
+/// config (Debian runs them before creating the link, HEAD after); `src_valid_mark_was_1`
+/// whether the sysctl was already 1 before `up` (HEAD then skips it).
+pub(crate) fn expected_trace(
+    reference: &str,
+    pre_up_hooks: usize,
+    src_valid_mark_was_1: bool,
+) -> String {
+    let neutral = neutral_userspace(reference);
+    let mut lines: Vec<String> = neutral.lines().map(str::to_owned).collect();
+
+    // `ip link add IF type wireguard` → `ip link add dev IF type wireguard`.
+    for line in &mut lines {
+        if let Some(rest) = line.strip_prefix("[#] ip link add ") {
+            if let Some(ifname) = rest.strip_suffix(" type wireguard") {
+                if !ifname.starts_with("dev ") {
+                    *line = format!("[#] ip link add dev {ifname} type wireguard");
+                }
+            }
+        }
+        if let Some(rest) = line.strip_prefix("[#] wg setconf ") {
+            *line = format!("[#] wg addconf {rest}");
+        }
+    }
+
+    // PreUp hooks (and whatever they print) move from before `ip link add` to after the link
+    // exists (after the userspace implementation's line, or after `ip link add`).
+    if pre_up_hooks > 0 {
+        if let Some(add) = lines.iter().position(|l| l.starts_with("[#] ip link add ")) {
+            let first_hook = lines
+                .iter()
+                .position(|l| l.starts_with("[#] "))
+                .expect("a trace line");
+            let hooks: Vec<String> = lines.drain(first_hook..add).collect();
+            let add = first_hook; // `ip link add` moved up
+            let mut after = add + 1;
+            while lines
+                .get(after)
+                .is_some_and(|l| !l.starts_with("[#] ") || l.starts_with("[#] <userspace> "))
+            {
+                after += 1;
+            }
+            for (i, h) in hooks.into_iter().enumerate() {
+                lines.insert(after + i, h);
+            }
+        }
+    }
+
+    // Full tunnel: `route add P dev IF table N` before the two rules → after them.
+    let mut i = 0;
+    while i + 2 < lines.len() {
+        let is_default_route = |l: &str| {
+            (l.starts_with("[#] ip -4 route add 0.0.0.0/0 dev ")
+                || l.starts_with("[#] ip -6 route add ::/0 dev "))
+                && l.contains(" table ")
+        };
+        if is_default_route(&lines[i])
+            && lines[i + 1].contains(" rule add not fwmark ")
+            && lines[i + 2].contains(" rule add table main suppress_prefixlength 0")
+        {
+            let route = lines.remove(i);
+            lines.insert(i + 2, route);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+
+    if src_valid_mark_was_1 {
+        lines.retain(|l| l != "[#] sysctl -q net.ipv4.conf.all.src_valid_mark=1");
+    }
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Panics with a line diff unless the expected (reference-derived) trace equals ours.
+pub(crate) fn assert_trace(what: &str, expected: &str, ours: &str) {
+    let ours = neutral_userspace(ours);
+    assert!(
+        expected == ours,
+        "{what}: traces differ (- reference as HEAD would print it, + ours):\n{}",
+        line_diff(expected.as_bytes(), ours.as_bytes())
+    );
+}
+
+fn pre_up_hooks(config: &str) -> usize {
+    config
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("preup"))
+        .count()
+}
+
+fn differential_case(case: Case) {
+    if !require_root() {
+        return;
+    }
+    let name = case.name;
+    let ((r, r_saved), (o, o_saved)) = thread::scope(|s| {
+        let case = &case;
+        let r = s.spawn(move || {
+            let qb = case.quickbox();
+            let run = run_case(&qb, &Tool::Reference, case);
+            (run, qb.read_config(case.ifname))
+        });
+        let qb = case.quickbox();
+        let o = run_case(&qb, &Tool::Ours, case);
+        (
+            r.join().expect("reference run"),
+            (o, qb.read_config(case.ifname)),
+        )
+    });
+    r.start.assert_eq(
+        &o.start,
+        &format!("{name}: start"),
+        "reference box",
+        "our box",
+    );
+    r.up.assert_eq(&o.up, &format!("{name}: after up"), "reference", "ours");
+    r.down
+        .assert_eq(&o.down, &format!("{name}: after down"), "reference", "ours");
+    expected_after_down(&case, &o.start).assert_eq(
+        &o.down,
+        &format!("{name}: ours up+down"),
+        "start",
+        "after down",
+    );
+    let hooks = pre_up_hooks(&case.config);
+    assert_trace(
+        &format!("{name}: up"),
+        &expected_trace(&r.up_trace, hooks, false),
+        &o.up_trace,
+    );
+    assert_trace(
+        &format!("{name}: down"),
+        &expected_trace(&r.down_trace, hooks, false),
+        &o.down_trace,
+    );
+    let normalise = |s: &str| wg_tests::netstate::normalise(s);
+    assert!(
+        normalise(&r_saved) == normalise(&o_saved),
+        "{name}: config files after down differ (- reference, + ours):\n{}",
+        line_diff(
+            normalise(&r_saved).as_bytes(),
+            normalise(&o_saved).as_bytes()
+        )
+    );
+}
+
+macro_rules! differential_cases {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            differential_case(configs::$name());
+        }
+    )*};
+}
+
+mod up_down {
+    use super::*;
+    differential_cases!(
+        nat_server,
+        road_warrior,
+        site_to_site,
+        table_off,
+        table_1234,
+        multi_address,
+        ipv6_only,
+        save_config,
+        dns_prefix
+    );
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::expected_trace;
+
+    #[test]
+    fn debian_trace_becomes_head_trace() {
+        let debian = "[#] true\n\
+                      [#] ip link add wg0 type wireguard\n\
+                      Error: Unknown device type.\n\
+                      [!] Missing WireGuard kernel module. Falling back to slow userspace implementation.\n\
+                      [#] wireguard-go wg0\n\
+                      ┌────┐\n\
+                      └────┘\n\
+                      [#] wg setconf wg0 /dev/fd/63\n\
+                      [#] ip -4 route add 0.0.0.0/0 dev wg0 table 51820\n\
+                      [#] ip -4 rule add not fwmark 51820 table 51820\n\
+                      [#] ip -4 rule add table main suppress_prefixlength 0\n\
+                      [#] sysctl -q net.ipv4.conf.all.src_valid_mark=1\n";
+        let head = "[#] ip link add dev wg0 type wireguard\n\
+                    Error: Unknown device type.\n\
+                    [!] Missing WireGuard kernel module. Falling back to slow userspace implementation.\n\
+                    [#] <userspace> wg0\n\
+                    [#] true\n\
+                    [#] wg addconf wg0 /dev/fd/63\n\
+                    [#] ip -4 rule add not fwmark 51820 table 51820\n\
+                    [#] ip -4 rule add table main suppress_prefixlength 0\n\
+                    [#] ip -4 route add 0.0.0.0/0 dev wg0 table 51820\n";
+        assert_eq!(expected_trace(debian, 1, true), head);
+    }
+}
