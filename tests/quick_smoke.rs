@@ -186,3 +186,26 @@ fn full_tunnel_and_rollback() {
         ""
     );
 }
+
+#[test]
+fn interrupted_up_rolls_back() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    // The hook's bash is a child of wg-quick: SIGTERM reaches wg-quick while the hook runs,
+    // and `up` stops and rolls back before its next step, as the reference's trap does.
+    let interrupting = SITE.replace("echo up %i > /run/wgq/hook", "kill -TERM $PPID");
+    let config = write_config(&sandbox, "wgs3", &interrupting);
+    let up = wg_quick(&sandbox, "up", &config);
+    up.assert_code(143, "interrupted up");
+    assert!(
+        up.stderr_str()
+            .ends_with("[#] kill -TERM $PPID\n[#] ip link delete dev wgs3\n"),
+        "{up:?}"
+    );
+    assert_eq!(
+        show(&sandbox, "ip -o link show dev wgs3 2>/dev/null || true"),
+        ""
+    );
+}

@@ -69,6 +69,8 @@ pub(crate) struct Runner<'a> {
     file: &'a ConfigFile,
     /// What the steps run so far have to be undone by.
     done: BTreeSet<UndoKey>,
+    /// A noted SIGINT/SIGTERM stops the run before its next step (`up`, not its rollback).
+    interruptible: bool,
 }
 
 /// [`Undo`] as an ordered key.
@@ -89,6 +91,7 @@ impl<'a> Runner<'a> {
             program,
             file,
             done: BTreeSet::new(),
+            interruptible: false,
         }
     }
 
@@ -99,7 +102,7 @@ impl<'a> Runner<'a> {
     /// Runs the steps in order; stops at the first failure that is not tolerated.
     fn run(&mut self, steps: &[Step]) -> Result<(), Failure> {
         for step in steps {
-            if let Some(signal) = sys::interrupted() {
+            if let Some(signal) = sys::interrupted().filter(|_| self.interruptible) {
                 return Err(Failure(128u8.wrapping_add(signal as u8)));
             }
             match self.run_op(&step.op) {
@@ -291,7 +294,9 @@ impl<'a> Runner<'a> {
             _ => return Err(die(self.program, &format!("`{interface}' already exists"))),
         }
         sys::catch_interrupts();
+        self.interruptible = true;
         let result = self.up_steps();
+        self.interruptible = false;
         if let Err(failure) = result {
             // The reference's trap: `del_if; exit`, keeping the failed command's status.
             let _ = self.del_if();
