@@ -119,6 +119,8 @@ pub struct Peer {
     previous: Option<Keypair>,
     next: Option<Keypair>,
     pub(crate) timers: TimerTable,
+    /// The earliest deadline this peer has in the tunnel's timer schedule.
+    pub(crate) scheduled: Option<Instant>,
     staged: VecDeque<Vec<u8>>,
 
     rx_bytes: u64,
@@ -166,6 +168,7 @@ impl Peer {
             previous: None,
             next: None,
             timers: TimerTable::default(),
+            scheduled: None,
             staged: VecDeque::new(),
             rx_bytes: 0,
             tx_bytes: 0,

@@ -8,7 +8,8 @@
 //! dropped and counted in [`Counters`], never returned as an error. Buffers for queued
 //! datagrams and decrypted packets are recycled, so steady-state traffic does not allocate.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -220,6 +221,8 @@ pub struct Tunnel {
     checker: CookieChecker,
     rng: ChaCha20Rng,
     peers: HashMap<PeerId, Peer>,
+    /// Timer deadlines by peer, earliest first (see [`Tunnel::reschedule`]).
+    schedule: BinaryHeap<Reverse<(Instant, PeerId)>>,
     by_key: HashMap<[u8; 32], PeerId>,
     indices: HashMap<u32, PeerId>,
     allowed_ips: AllowedIps<PeerId>,
@@ -262,6 +265,7 @@ impl Tunnel {
             identity,
             rng: ChaCha20Rng::from_seed(rng_seed),
             peers: HashMap::new(),
+            schedule: BinaryHeap::new(),
             by_key: HashMap::new(),
             indices: HashMap::new(),
             allowed_ips: AllowedIps::new(),
@@ -396,6 +400,7 @@ impl Tunnel {
         if keepalive {
             self.with_peer(now, id, |peer, ctx| peer.send_keepalive(ctx, now));
         }
+        self.reschedule(id);
         Ok(id)
     }
 
@@ -468,6 +473,7 @@ impl Tunnel {
             };
             peer.release(&mut ctx);
         }
+        self.settle_schedule();
         true
     }
 
@@ -496,7 +502,8 @@ impl Tunnel {
         &mut self.allowed_ips
     }
 
-    /// Runs `f` on a peer with the device context borrowed alongside.
+    /// Runs `f` on a peer with the device context borrowed alongside, then reschedules the
+    /// peer's timers.
     fn with_peer<T>(
         &mut self,
         now: Instant,
@@ -514,7 +521,67 @@ impl Tunnel {
             wall: self.wall.at(now),
             mtu: self.mtu,
         };
-        Some(f(peer, &mut ctx))
+        let out = f(peer, &mut ctx);
+        self.reschedule(id);
+        self.settle_schedule();
+        Some(out)
+    }
+
+    /// Keeps the timer schedule in step with a peer whose timers may have changed.
+    ///
+    /// The schedule is a min-heap of `(deadline, peer)` with lazy deletion, so
+    /// [`poll_timeout`](Self::poll_timeout) is O(1) and a timer change O(log n), whatever the
+    /// number of peers. Each peer remembers the earliest deadline it has in the heap
+    /// (`scheduled`); an entry is pushed only when its next deadline moves *earlier* than
+    /// that. A deadline that moved later (e.g. a keepalive re-armed by every packet) keeps its
+    /// early entry until it reaches the top, where [`settle_schedule`](Self::settle_schedule)
+    /// replaces it with the real deadline. So traffic does not grow the heap, the top is
+    /// always exact, and entries of removed peers or superseded deadlines are dropped when
+    /// they surface. If stale entries still pile up below the top, the heap is rebuilt from
+    /// the peers.
+    fn reschedule(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some(next) = peer.next_timeout() {
+            if peer.scheduled.map_or(true, |s| next < s) {
+                peer.scheduled = Some(next);
+                self.schedule.push(Reverse((next, id)));
+            }
+        }
+        if self.schedule.len() > 2 * self.peers.len() + 64 {
+            self.schedule = self
+                .peers
+                .iter()
+                .filter_map(|(&id, p)| p.scheduled.map(|t| Reverse((t, id))))
+                .collect();
+        }
+    }
+
+    /// Pops stale entries off the top of the schedule until the top is some peer's real next
+    /// deadline, so that [`poll_timeout`](Self::poll_timeout) is exact.
+    fn settle_schedule(&mut self) {
+        while let Some(&Reverse((at, id))) = self.schedule.peek() {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                self.schedule.pop(); // removed
+                continue;
+            };
+            if peer.scheduled == Some(at) && peer.next_timeout() == Some(at) {
+                return;
+            }
+            self.schedule.pop();
+            if peer.scheduled == Some(at) {
+                // The deadline moved later (or went away): enter the real one.
+                peer.scheduled = None;
+                self.reschedule(id);
+            }
+        }
+    }
+
+    /// How many entries the timer schedule holds (tests check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn schedule_len(&self) -> usize {
+        self.schedule.len()
     }
 
     // ---- Inputs. -------------------------------------------------------------------
@@ -710,17 +777,24 @@ impl Tunnel {
         self.with_peer(now, id, |peer, ctx| peer.send_packet(ctx, now, packet));
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`: only the peers that have one, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.next_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        while let Some(&Reverse((at, id))) = self.schedule.peek() {
+            if at > now {
+                break;
+            }
+            self.schedule.pop();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue; // removed
+            };
+            if peer.scheduled != Some(at) {
+                continue; // superseded by an earlier entry, already handled
+            }
+            peer.scheduled = None;
+            // Runs the due timers and reschedules.
             self.with_peer(now, id, |peer, ctx| peer.handle_timeout(ctx, now));
         }
+        self.settle_schedule();
     }
 
     // ---- Outputs. ------------------------------------------------------------------
@@ -744,9 +818,9 @@ impl Tunnel {
         }
     }
 
-    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work.
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work. O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(Peer::next_timeout).min()
+        self.schedule.peek().map(|Reverse((at, _))| *at)
     }
 
     /// The next event. A delivered packet borrows the tunnel until the next call.

@@ -7,6 +7,7 @@ use rand_core::SeedableRng;
 
 mod config;
 mod load;
+mod schedule;
 mod tunnel;
 mod util;
 
