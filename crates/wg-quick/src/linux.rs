@@ -106,9 +106,13 @@ pub(crate) fn resolvconf_prefix() -> String {
     if find_program("resolvconf").is_some_and(|p| p.is_symlink()) {
         return String::new();
     }
-    let Ok(text) = fs::read_to_string(ORDER) else {
-        return String::new();
-    };
+    fs::read_to_string(ORDER)
+        .map(|text| interface_order_prefix(&text))
+        .unwrap_or_default()
+}
+
+/// The prefix named by the first `NAME*` line of an interface-order file (`NAME.`), or empty.
+fn interface_order_prefix(text: &str) -> String {
     text.lines()
         .map(|line| line.trim_matches([' ', '\t']))
         .find_map(|line| {
@@ -153,21 +157,24 @@ pub(crate) fn table_id(table: &Table) -> Option<u32> {
         }
     }
     files.push(PathBuf::from("/usr/share/iproute2/rt_tables"));
-    files.iter().find_map(|file| {
-        let contents = fs::read_to_string(file).ok()?;
-        contents.lines().find_map(|line| {
-            let line = line.split('#').next()?;
-            let mut words = line.split_whitespace();
-            let id = words.next()?;
-            let name = words.next()?;
-            if name != text {
-                return None;
-            }
-            match id.strip_prefix("0x") {
-                Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                None => id.parse().ok(),
-            }
-        })
+    files
+        .iter()
+        .find_map(|file| rt_tables_lookup(&fs::read_to_string(file).ok()?, text))
+}
+
+/// The id an `rt_tables` file gives the table `name`.
+fn rt_tables_lookup(contents: &str, name: &str) -> Option<u32> {
+    contents.lines().find_map(|line| {
+        let line = line.split('#').next()?;
+        let mut words = line.split_whitespace();
+        let id = words.next()?;
+        if words.next()? != name {
+            return None;
+        }
+        match id.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => id.parse().ok(),
+        }
     })
 }
 
@@ -285,8 +292,12 @@ pub(crate) fn teardown_facts(
 pub(crate) fn saved_nameservers(name: &str) -> Vec<String> {
     let text = output("resolvconf", &["-l", name])
         .or_else(|| fs::read_to_string(format!("/etc/resolvconf/run/interface/{name}")).ok());
-    text.unwrap_or_default()
-        .lines()
+    nameservers(&text.unwrap_or_default())
+}
+
+/// The `nameserver X` lines of a resolv.conf fragment, as `save_config`'s pattern takes them.
+fn nameservers(text: &str) -> Vec<String> {
+    text.lines()
         .filter_map(|line| {
             let server = line.strip_prefix("nameserver ")?;
             let valid = !server.is_empty()
@@ -296,4 +307,45 @@ pub(crate) fn saved_nameservers(name: &str) -> Vec<String> {
             valid.then(|| server.to_owned())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_interface_order_prefix() {
+        let debian =
+            "# comment\nlo.inet6\nlo.inet\nlo.@(dnsmasq|pdnsd)\nlo.!(pdns|pdns-recursor)\nlo\n\
+                      tun*\ntap*\nhso*\nem+([0-9])?(_+([0-9]))*\n";
+        assert_eq!(interface_order_prefix(debian), "tun.");
+        assert_eq!(interface_order_prefix("  wg-x*  \n"), "wg-x.");
+        assert_eq!(interface_order_prefix("a_b*\n*\nlo\n"), "");
+    }
+
+    #[test]
+    fn test_rt_tables_lookup() {
+        let text = "255\tlocal\n254 main # x\n0x10  vpn\n# 7 old\n1234 wg\n";
+        assert_eq!(rt_tables_lookup(text, "vpn"), Some(16));
+        assert_eq!(rt_tables_lookup(text, "wg"), Some(1234));
+        assert_eq!(rt_tables_lookup(text, "old"), None);
+        assert_eq!(table_id(&Table::Name("main".into())), Some(254));
+        assert_eq!(table_id(&Table::Name("01234".into())), Some(1234));
+        assert_eq!(table_id(&Table::Id(7)), Some(7));
+        assert_eq!(table_id(&Table::Off), None);
+    }
+
+    #[test]
+    fn test_nameservers() {
+        let text = "# resolv.conf from wg0\nnameserver 10.0.0.1\nnameserver fe80::1%wg0\n\
+                    nameserver  bad\nsearch example.com\nnameserver a b\n";
+        assert_eq!(nameservers(text), ["10.0.0.1", "fe80::1%wg0"]);
+    }
+
+    #[test]
+    fn test_find_program() {
+        assert!(find_program("sh").is_some() || find_program("/bin/sh").is_some());
+        assert_eq!(find_program("/no/such/program"), None);
+        assert_eq!(find_program(""), None);
+    }
 }
