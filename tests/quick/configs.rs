@@ -27,6 +27,8 @@ pub(crate) struct Case {
     pub(crate) full_tunnel_v4: bool,
     /// Content for `/etc/resolvconf/interface-order` (wg-quick's DNS interface prefix).
     pub(crate) interface_order: Option<&'static str>,
+    /// Whether `nft` is hidden (wg-quick then uses iptables-restore for the full tunnel).
+    pub(crate) without_nft: bool,
 }
 
 impl Case {
@@ -35,6 +37,9 @@ impl Case {
         let mut etc = PrivateEtc::with_resolvconf();
         if let Some(order) = self.interface_order {
             etc = etc.interface_order(order);
+        }
+        if self.without_nft {
+            etc = etc.without_nft();
         }
         QuickBox::with_etc(etc)
     }
@@ -83,6 +88,7 @@ pub(crate) fn nat_server() -> Case {
         random_port: false,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -126,6 +132,7 @@ pub(crate) fn road_warrior() -> Case {
         random_port: true,
         full_tunnel_v4: true,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -157,6 +164,7 @@ pub(crate) fn site_to_site() -> Case {
         random_port: false,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -181,6 +189,7 @@ pub(crate) fn table_off() -> Case {
         random_port: true,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -205,6 +214,7 @@ pub(crate) fn table_1234() -> Case {
         random_port: true,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -231,6 +241,7 @@ pub(crate) fn multi_address() -> Case {
         random_port: false,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -256,6 +267,7 @@ pub(crate) fn ipv6_only() -> Case {
         random_port: true,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -288,6 +300,7 @@ pub(crate) fn save_config() -> Case {
         random_port: false,
         full_tunnel_v4: false,
         interface_order: None,
+        without_nft: false,
     }
 }
 
@@ -314,6 +327,34 @@ pub(crate) fn dns_prefix() -> Case {
         random_port: false,
         full_tunnel_v4: false,
         interface_order: Some("# interface order\nlo.inet*\ntun*\nwg*\n"),
+        without_nft: false,
+    }
+}
+
+/// The uplink, plus iptables' raw and mangle tables (IPv4 and IPv6) created before the start
+/// snapshot, for the same reason as [`NAT_SETUP`]: the rules wg-quick adds with
+/// iptables-restore and deletes on `down` would otherwise leave empty tables behind.
+const IPTABLES_SETUP: &str = "ip link add uplink0 type veth peer name uplink1
+ip link set uplink1 up
+ip link set uplink0 mtu 1460 up
+ip addr add 198.51.100.2/24 dev uplink0
+ip -6 addr add 2001:db8:1::2/64 dev uplink0 nodad
+ip route add default via 198.51.100.1 dev uplink0
+ip -6 route add default via 2001:db8:1::1 dev uplink0
+for t in iptables ip6tables; do
+  $t -t raw -A PREROUTING -j RETURN && $t -t raw -D PREROUTING -j RETURN
+  $t -t mangle -A PREROUTING -j RETURN && $t -t mangle -D PREROUTING -j RETURN
+  $t -t mangle -A POSTROUTING -j RETURN && $t -t mangle -D POSTROUTING -j RETURN
+done";
+
+/// The road warrior without `nft` in PATH: the full-tunnel firewall goes through
+/// `iptables-restore -n` / `ip6tables-restore -n`, and `down` deletes the commented rules.
+pub(crate) fn road_warrior_iptables() -> Case {
+    Case {
+        name: "road_warrior_iptables",
+        setup: IPTABLES_SETUP,
+        without_nft: true,
+        ..road_warrior()
     }
 }
 
@@ -329,5 +370,6 @@ pub(crate) fn all() -> Vec<Case> {
         ipv6_only(),
         save_config(),
         dns_prefix(),
+        road_warrior_iptables(),
     ]
 }

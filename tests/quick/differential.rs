@@ -189,7 +189,8 @@ mod up_down {
         multi_address,
         ipv6_only,
         save_config,
-        dns_prefix
+        dns_prefix,
+        road_warrior_iptables
     );
 }
 

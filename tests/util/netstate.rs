@@ -10,7 +10,8 @@
 //! | `routes6`      | `ip -6 route show table all`                                     |
 //! | `rules4`       | `ip -4 rule show`                                                |
 //! | `rules6`       | `ip -6 rule show`                                                |
-//! | `nft`          | `nft list ruleset` (iptables on Debian 12 is iptables-nft: included) |
+//! | `nft`          | `nft list ruleset` (iptables on Debian 12 is iptables-nft: included; a hidden nft is run from `/run/.wg-tests/bin`) |
+//! | `iptables`     | `iptables-save`, `ip6tables-save` (shows the `-m comment` that nft hides) |
 //! | `sysctl`       | `net.ipv4.conf.all.src_valid_mark`                               |
 //! | `wireguard`    | `wg showconf IF` (reference `wg`) for each of `wg show interfaces` |
 //! | `resolv.conf`  | `/etc/resolv.conf`                                               |
@@ -32,6 +33,9 @@
 //!   kind `wireguard` and no such line. (wireguard-go 0.0.20220316 uses `pi on`, wg-tunnel
 //!   `pi off`.)
 //!
+//! * **Packet counters**: `counter packets N bytes M` (nft) → `counter`, `[N:M]`
+//!   (iptables-save) → `[0:0]`; and iptables-save's `# Generated/Completed … on <date>` lines
+//!   are dropped. Packets (handshake attempts) may or may not have passed.
 //! * **Peer order** in the `wireguard` section: each device's `[Peer]` blocks are sorted and
 //!   blank lines dropped. wireguard-go lists peers in Go map order, which is random.
 //! * **Route order**: the route sections are sorted line by line. The kernel lists IPv6 routes
@@ -59,6 +63,7 @@ pub const SECTIONS: &[&str] = &[
     "rules4",
     "rules6",
     "nft",
+    "iptables",
     "sysctl",
     "wireguard",
     "resolv.conf",
@@ -73,7 +78,8 @@ s routes4;     ip -4 route show table all
 s routes6;     ip -6 route show table all
 s rules4;      ip -4 rule show
 s rules6;      ip -6 rule show
-s nft;         nft list ruleset
+s nft;         if [ -x /run/.wg-tests/bin/nft ]; then /run/.wg-tests/bin/nft list ruleset 2>&1; else nft list ruleset 2>&1; fi
+s iptables;    for t in iptables-save ip6tables-save; do echo "--- $t"; $t 2>&1 | grep -v '^#'; done
 s sysctl;      printf 'net.ipv4.conf.all.src_valid_mark = %s\n' "$(cat /proc/sys/net/ipv4/conf/all/src_valid_mark)"
 s wireguard;   for i in $(/usr/bin/wg show interfaces); do echo "--- $i"; /usr/bin/wg showconf "$i"; done
 s resolv.conf; cat /etc/resolv.conf 2>&1
@@ -309,6 +315,19 @@ fn normalise_line(line: &str) -> String {
             line = format!("N: {rest}");
         }
     }
+    // nft counters: "counter packets 3 bytes 180" → "counter".
+    while let Some(at) = line.find("counter packets ") {
+        let rest = &line[at + "counter packets ".len()..];
+        let mut it = rest.splitn(4, ' ');
+        let (n, b, m) = (it.next(), it.next(), it.next());
+        if b == Some("bytes") && n.is_some_and(|n| n.bytes().all(|c| c.is_ascii_digit())) {
+            let m = m.unwrap_or("");
+            let tail = &rest[n.map_or(0, str::len) + " bytes ".len() + m.len()..];
+            line = format!("{}counter{tail}", &line[..at]);
+        } else {
+            break;
+        }
+    }
     let mut words: Vec<String> = line.split(' ').map(mask_word).collect();
     // "tun type tun pi on vnet_hdr off …": the userspace implementation's TUN flags.
     if line.trim_start().starts_with("tun type tun ") {
@@ -322,6 +341,17 @@ fn normalise_line(line: &str) -> String {
 }
 
 fn mask_word(word: &str) -> String {
+    // iptables-save counters "[12:3456]".
+    if let Some(inner) = word.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
+        if let Some((a, b)) = inner.split_once(':') {
+            if !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            {
+                return "[0:0]".to_owned();
+            }
+        }
+    }
     // "veth0@if7:" → "veth0@ifN:"
     if let Some(at) = word.find("@if") {
         let tail = &word[at + 3..];
@@ -396,6 +426,14 @@ mod tests {
         assert_eq!(
             normalise("    tun type tun pi on vnet_hdr off persist off"),
             "    tun type tun pi <impl> vnet_hdr <impl> persist off"
+        );
+        assert_eq!(
+            normalise("\t\tmeta l4proto udp  counter packets 12 bytes 1200 meta mark set ct mark"),
+            "\t\tmeta l4proto udp  counter meta mark set ct mark"
+        );
+        assert_eq!(
+            normalise(":PREROUTING ACCEPT [12:345]"),
+            ":PREROUTING ACCEPT [0:0]"
         );
         assert_eq!(
             normalise("32766:\tfrom all lookup main"),

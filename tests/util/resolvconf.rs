@@ -10,14 +10,16 @@
 //!       /etc/resolv.conf      a fresh regular file, START_RESOLV_CONF
 //!       /etc/resolvconf.conf  openresolv's Debian default (resolv_conf=/etc/resolv.conf)
 //!       /etc/wireguard        a private, empty tmpfs (mode 0700) for the `wg-quick up NAME` form
-//!     /usr/sbin  overlay: lower = target/openresolv/sbin : host /usr/sbin   (adds resolvconf)
+//!     /usr/sbin  overlay: lower = target/openresolv/sbin : host /usr/sbin   (adds resolvconf),
+//!                upper = /run/.wg-tests/sbin (so `nft` can be hidden: `without_nft`)
 //!     /usr/lib   overlay: lower = target/openresolv/lib : host /usr/lib     (/lib/resolvconf)
 //!     /run/resolvconf       openresolv's state, on the sandbox's own tmpfs /run
 //! ```
 //!
-//! Nothing is written to the host: every write lands in the overlay's upper directory on the
+//! Nothing is written to the host: every write lands in an overlay's upper directory on the
 //! sandbox's tmpfs, which disappears with the sandbox. The script runs under `set -e` and
-//! checks that `/etc` really is the overlay before writing anything.
+//! checks that `/etc` and `/usr/sbin` really are the overlays before writing or removing
+//! anything there.
 //!
 //! Without openresolv ([`PrivateEtc::without_resolvconf`]) the sandbox has no `resolvconf`
 //! anywhere in `PATH`: that is how the "missing resolvconf" failure is injected.
@@ -58,6 +60,7 @@ fn require_openresolv() -> PathBuf {
 #[derive(Clone, Copy, Debug)]
 pub struct PrivateEtc {
     resolvconf: bool,
+    nft: bool,
     interface_order: Option<&'static str>,
 }
 
@@ -66,6 +69,7 @@ impl PrivateEtc {
     pub fn with_resolvconf() -> Self {
         PrivateEtc {
             resolvconf: true,
+            nft: true,
             interface_order: None,
         }
     }
@@ -74,6 +78,7 @@ impl PrivateEtc {
     pub fn without_resolvconf() -> Self {
         PrivateEtc {
             resolvconf: false,
+            nft: true,
             interface_order: None,
         }
     }
@@ -82,6 +87,14 @@ impl PrivateEtc {
     /// reads for its interface-name prefix) with this content.
     pub fn interface_order(mut self, content: &'static str) -> Self {
         self.interface_order = Some(content);
+        self
+    }
+
+    /// Also hides `/usr/sbin/nft` (a whiteout in the sandbox's `/usr/sbin` overlay), so that
+    /// wg-quick takes its iptables-restore path. A copy stays in `/run/.wg-tests/bin/nft`, out
+    /// of `PATH`, for the snapshots.
+    pub fn without_nft(mut self) -> Self {
+        self.nft = false;
         self
     }
 
@@ -98,17 +111,33 @@ impl PrivateEtc {
         script += &format!("printf '%s' '{START_RESOLV_CONF}' > /etc/resolv.conf\n");
         script += "mkdir -p /etc/wireguard\n\
                    mount -t tmpfs -o mode=0700 tmpfs /etc/wireguard\n";
+        // /usr/sbin: a writable overlay (upper on the tmpfs), so that nft can be hidden.
+        let mut sbin_lower = String::from("/usr/sbin");
         if self.resolvconf {
             let root = require_openresolv();
             let root = root.display();
+            sbin_lower = format!("{root}/sbin:/usr/sbin");
             script += &format!(
-                "mount -t overlay overlay -o lowerdir={root}/sbin:/usr/sbin /usr/sbin\n\
-                 mount -t overlay overlay -o lowerdir={root}/lib:/usr/lib /usr/lib\n\
-                 cp {root}/etc/resolvconf.conf /etc/resolvconf.conf\n\
-                 command -v resolvconf >/dev/null\n"
+                "mount -t overlay overlay -o lowerdir={root}/lib:/usr/lib /usr/lib\n\
+                 cp {root}/etc/resolvconf.conf /etc/resolvconf.conf\n"
             );
+        }
+        script += &format!(
+            "mkdir -p /run/.wg-tests/sbin /run/.wg-tests/sbin-work\n\
+             mount -t overlay overlay -o lowerdir={sbin_lower},upperdir=/run/.wg-tests/sbin,workdir=/run/.wg-tests/sbin-work /usr/sbin\n\
+             [ \"$(findmnt -n -o FSTYPE --mountpoint /usr/sbin)\" = overlay ]\n"
+        );
+        if self.resolvconf {
+            script += "command -v resolvconf >/dev/null\n";
         } else {
             script += "! command -v resolvconf >/dev/null\n";
+        }
+        if !self.nft {
+            // Kept where the snapshot (tests/util/netstate.rs) finds it, outside PATH.
+            script += "mkdir -p /run/.wg-tests/bin\n\
+                       cp /usr/sbin/nft /run/.wg-tests/bin/nft\n\
+                       rm /usr/sbin/nft\n\
+                       ! command -v nft >/dev/null\n";
         }
         if let Some(order) = self.interface_order {
             script += &format!(
