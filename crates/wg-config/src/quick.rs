@@ -40,13 +40,16 @@ pub enum QuickError {
 }
 
 /// One `Address` item: an IP address with an optional prefix length, as `ip address add`
-/// takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// takes it, and the text it was written as (which `Display` gives back, as the reference's
+/// `ip -4 address add <text> dev …` trace shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InterfaceAddress {
     /// The address.
     pub addr: IpAddr,
     /// The prefix length, if given (`ip` defaults to a host prefix).
     pub prefix: Option<u8>,
+    /// The item as written.
+    text: String,
 }
 
 impl InterfaceAddress {
@@ -82,17 +85,18 @@ impl FromStr for InterfaceAddress {
                     .ok_or_else(invalid)?,
             ),
         };
-        Ok(InterfaceAddress { addr, prefix })
+        Ok(InterfaceAddress {
+            addr,
+            prefix,
+            text: s.to_owned(),
+        })
     }
 }
 
 impl fmt::Display for InterfaceAddress {
-    /// `ip` or `ip/prefix`; IPv6 in canonical lower-case form.
+    /// The item exactly as written (`ip` or `ip/prefix`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.prefix {
-            Some(prefix) => write!(f, "{}/{prefix}", self.addr),
-            None => write!(f, "{}", self.addr),
-        }
+        f.write_str(&self.text)
     }
 }
 
@@ -398,6 +402,10 @@ PreDown=echo down
         let config = QuickParser::parse_str(text).unwrap();
         let addresses: Vec<String> = config.addresses.iter().map(ToString::to_string).collect();
         assert_eq!(addresses, ["10.0.0.1/24", "fd00::1/64", "10.0.0.2"]);
+        let upper: InterfaceAddress = "FD00::0001/64".parse().unwrap();
+        assert_eq!(upper.to_string(), "FD00::0001/64");
+        assert_eq!(upper.addr, "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!(upper.prefix, Some(64));
         assert_eq!(config.dns, ["1.1.1.1", "2606:4700::1111"]);
         assert_eq!(config.dns_search, ["example.com"]);
         assert_eq!(config.mtu, Some(1420));

@@ -259,7 +259,7 @@ pub(crate) fn plan_create(
         config
             .addresses
             .iter()
-            .map(|address| Op::AddAddress(*address).into()),
+            .map(|address| Op::AddAddress(address.clone()).into()),
     );
     steps
 }
