@@ -91,6 +91,19 @@ fi
 cargo --version
 rustc --version
 
+# boringtun, a third userspace implementation the tunnel tests interoperate with
+# (tests/tunnel/pairs.rs). From crates.io into the target dir, once per fresh checkout (about
+# a minute on 2 cores); tests/util/bins.rs finds it there.
+section "boringtun (cargo install, for the tunnel interop tests)"
+tools_dir=${CARGO_TARGET_DIR:-target}/tools
+if [[ -x $tools_dir/bin/boringtun-cli ]]; then
+	echo "present: $tools_dir/bin/boringtun-cli"
+else
+	start=$SECONDS
+	cargo install --locked --quiet --version 0.7.1 --root "$tools_dir" boringtun-cli
+	echo "installed into $tools_dir in $((SECONDS - start))s"
+fi
+
 section "Build: cargo build --workspace --bins"
 start=$SECONDS
 cargo build --workspace --bins

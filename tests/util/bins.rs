@@ -119,6 +119,32 @@ pub fn wireguard_go() -> PathBuf {
     installed(WIREGUARD_GO, "wireguard-go")
 }
 
+/// Where `scripts/test.sh` installs boringtun: `cargo install boringtun-cli --root
+/// target/tools` puts it in `target/tools/bin/`.
+pub fn boringtun() -> PathBuf {
+    let path = target_dir()
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("tools/bin/boringtun-cli");
+    assert!(
+        path.is_file(),
+        "{} not found: install it with `cargo install boringtun-cli --locked --root {}` \
+         (scripts/test.sh does this)",
+        path.display(),
+        path.parent()
+            .and_then(Path::parent)
+            .unwrap_or(&path)
+            .display()
+    );
+    path
+}
+
+/// The tunnel tests' traffic tool (`tests/bin/xfer.rs`, built by `cargo build --workspace
+/// --bins`).
+pub fn xfer() -> PathBuf {
+    cargo_bin("wg-tests-xfer")
+}
+
 /// The workspace root (the directory holding the root `Cargo.toml`, `scripts/`, `.ci/`).
 pub fn repo_root() -> PathBuf {
     // This crate lives in `<root>/tests`.

@@ -8,6 +8,7 @@
 //! * [`sandbox`]: private network + mount namespaces (root only), veth pairs between them, and
 //!   userspace WireGuard daemons (`wireguard-go`, later our `wg-tunnel`) running inside them;
 //! * [`rng`]: deterministic, seeded case generation.
+//! * [`background`]: programs running inside a sandbox while the test goes on.
 //! * [`fake_uapi`]: a scripted fake UAPI server (exact `get` replies, recorded requests).
 //! * [`netstate`]: a normalised snapshot of a sandbox's links, addresses, routes, rules, nft
 //!   ruleset, sysctls, WireGuard devices and resolvconf state (the wg-quick tests).
@@ -16,6 +17,7 @@
 //! Contract: a helper either does what it says or panics with a message that says what to do
 //! (build the binaries, install a package). Only [`require_root`] skips, and it says so.
 
+pub mod background;
 pub mod bins;
 pub mod fake_uapi;
 pub mod invocation;
@@ -26,8 +28,10 @@ pub mod sandbox;
 
 use std::io::Write;
 
+pub use background::{Background, Finished};
 pub use bins::{
-    cargo_bin, our_wg, our_wg_tunnel, reference_wg, repo_root, try_cargo_bin, wireguard_go,
+    boringtun, cargo_bin, our_wg, our_wg_tunnel, reference_wg, repo_root, try_cargo_bin,
+    wireguard_go, xfer,
 };
 pub use fake_uapi::FakeUapi;
 pub use invocation::{assert_same, compare, diff_wg, diff_wg_all, Invocation, Outcome};

@@ -206,9 +206,21 @@ impl Sandbox {
     /// `/run/wireguard/IFNAME.sock` exists. Panics (with the daemon's log) if it exits first
     /// or does not get there within [`STARTUP_TIMEOUT`].
     pub fn start_userspace(&self, implementation: &Path, ifname: &str) -> UserspaceDevice {
+        self.start_userspace_with(implementation, &["-f"], ifname)
+    }
+
+    /// [`Sandbox::start_userspace`] with other options before the interface name
+    /// (`IMPL OPTIONS… IFNAME`), for implementations whose command line differs a little
+    /// (boringtun wants `--disable-drop-privileges`).
+    pub fn start_userspace_with(
+        &self,
+        implementation: &Path,
+        options: &[&str],
+        ifname: &str,
+    ) -> UserspaceDevice {
         let log = tempfile::tempfile().expect("create daemon log file");
         let mut cmd = self.command(implementation);
-        cmd.arg("-f")
+        cmd.args(options)
             .arg(ifname)
             .env_clear()
             .env("PATH", crate::invocation::PATH)
@@ -219,7 +231,7 @@ impl Sandbox {
         die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} -f {ifname}: {e}", implementation.display()));
+            .unwrap_or_else(|e| panic!("spawn {} {ifname}: {e}", implementation.display()));
         let mut dev = UserspaceDevice {
             child,
             ifname: ifname.to_owned(),
@@ -256,6 +268,13 @@ impl Sandbox {
     /// [`Sandbox::start_userspace`] with the reference `wireguard-go`.
     pub fn start_wireguard_go(&self, ifname: &str) -> UserspaceDevice {
         self.start_userspace(&crate::bins::wireguard_go(), ifname)
+    }
+
+    /// [`Sandbox::start_userspace_with`] with boringtun (`boringtun-cli -f
+    /// --disable-drop-privileges -v info IFNAME`; `scripts/test.sh` installs it).
+    pub fn start_boringtun(&self, ifname: &str) -> UserspaceDevice {
+        let options = ["-f", "--disable-drop-privileges", "-v", "info"];
+        self.start_userspace_with(&crate::bins::boringtun(), &options, ifname)
     }
 }
 
@@ -353,7 +372,7 @@ impl Drop for UserspaceDevice {
 }
 
 /// Makes the spawned process get SIGKILL when the spawning thread exits.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches only the child.
     unsafe {
         cmd.pre_exec(|| {
