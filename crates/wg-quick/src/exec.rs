@@ -68,21 +68,9 @@ pub(crate) struct Runner<'a> {
     program: &'a str,
     file: &'a ConfigFile,
     /// What the steps run so far have to be undone by.
-    done: BTreeSet<UndoKey>,
+    done: BTreeSet<Undo>,
     /// A noted SIGINT/SIGTERM stops the run before its next step (`up`, not its rollback).
     interruptible: bool,
-}
-
-/// [`Undo`] as an ordered key.
-type UndoKey = u8;
-
-fn undo_key(undo: Undo) -> UndoKey {
-    match undo {
-        Undo::Link => 0,
-        Undo::Dns => 1,
-        Undo::Firewall => 2,
-        Undo::Rules => 3,
-    }
 }
 
 impl<'a> Runner<'a> {
@@ -108,7 +96,7 @@ impl<'a> Runner<'a> {
             match self.run_op(&step.op) {
                 Ok(()) => {
                     if let Some(undo) = step.op.undo() {
-                        self.done.insert(undo_key(undo));
+                        self.done.insert(undo);
                     }
                 }
                 Err(_) if step.tolerant => {}
@@ -279,8 +267,8 @@ impl<'a> Runner<'a> {
         let facts = linux::teardown_facts(
             self.interface(),
             &self.file.config,
-            self.done.contains(&undo_key(Undo::Dns)),
-            self.done.contains(&undo_key(Undo::Firewall)),
+            self.done.contains(&Undo::Dns),
+            self.done.contains(&Undo::Firewall),
         );
         let steps = plan::plan_del_if(self.interface(), &self.file.config, &facts);
         self.run(&steps)

@@ -135,7 +135,7 @@ pub(crate) enum Op {
 /// What has to be undone if a later step of `up` fails. The reference's rollback is `del_if`,
 /// which undoes these in its own fixed order ([`plan_del_if`]); everything else an `up` step
 /// creates (addresses, routes) disappears with the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Undo {
     /// The link exists: delete it.
     Link,
