@@ -209,3 +209,50 @@ fn interrupted_up_rolls_back() {
         ""
     );
 }
+
+#[test]
+fn full_tunnel_without_nft_uses_iptables() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    // A PATH with the iptables tools and bash but no nft.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+    ] {
+        std::os::unix::fs::symlink(format!("/usr/sbin/{tool}"), bin.path().join(tool)).unwrap();
+    }
+    std::os::unix::fs::symlink("/bin/bash", bin.path().join("bash")).unwrap();
+    let path = bin.path().to_str().unwrap().to_owned();
+    let config = write_config(&sandbox, "wgs4", FULL_TUNNEL);
+    let run = |command: &str| {
+        Invocation::new([command, config.as_str()])
+            .arg0("wg-quick")
+            .env("PATH", &path)
+            .in_sandbox(&sandbox)
+            .run(&cargo_bin("wg-quick"))
+    };
+    let up = run("up");
+    up.assert_code(0, "up without nft");
+    let stderr = up.stderr_str();
+    assert!(stderr.contains("[#] ip6tables-restore -n\n"), "{stderr}");
+    assert!(stderr.contains("[#] iptables-restore -n\n"), "{stderr}");
+    let marked = "wg-quick(8) rule for wgs4";
+    let v4 = show(&sandbox, "iptables-save");
+    assert_eq!(v4.matches(marked).count(), 3, "{v4}");
+    assert!(v4.contains("-A PREROUTING -d 10.77.0.2/32 ! -i wgs4 -m addrtype ! --src-type LOCAL"));
+    let v6 = show(&sandbox, "ip6tables-save");
+    assert_eq!(v6.matches(marked).count(), 3, "{v6}"); // the link-local address, CONNMARK x2
+    let down = run("down");
+    down.assert_code(0, "down without nft");
+    assert!(down
+        .stderr_str()
+        .ends_with("[#] iptables-restore -n\n[#] ip6tables-restore -n\n"));
+    assert!(!show(&sandbox, "iptables-save; ip6tables-save").contains(marked));
+}
