@@ -18,8 +18,16 @@
 //! * [`reference`]: the reference alone: `up` then `down` leaves the starting state; the
 //!   reference wg-quick driving our `wg-tunnel` as its userspace implementation gives the same
 //!   state as with wireguard-go, and carries a ping to a wireguard-go peer.
+//! * [`differential`]: ours against the reference on the corpus ([`configs`]): equal
+//!   snapshots after `up` and after `down` (= the start), equal `[#]` traces once the
+//!   reference's is turned into HEAD's, equal SaveConfig files.
 //! * [`failures`]: failure injection (failing PostUp, missing resolvconf, bad key, existing
-//!   interface): non-zero exit, the reference's message, nothing left behind.
+//!   interface, second `up`): the reference's exit status and message, nothing left behind;
+//!   for the reference and for ours.
+//! * [`head`]: each deliberate difference (HEAD behaviour) on a case of its own; the
+//!   `up NAME` form.
+//! * [`strip_save`]: `strip`, argument and config-file errors, and `save` of a live device
+//!   changed after `up`, byte for byte.
 //!
 //! Configs live in host temporary directories (mode 0700) passed as paths, or in the sandbox's
 //! private `/etc/wireguard` for the `wg-quick up NAME` form; never in the host's /etc.
@@ -30,6 +38,7 @@
 mod configs;
 mod differential;
 mod failures;
+mod head;
 mod reference;
 mod strip_save;
 
@@ -45,49 +54,66 @@ use wg_tests::{Invocation, Outcome, PrivateEtc, Sandbox, Snapshot};
 pub(crate) const REFERENCE_WG_QUICK: &str = "/usr/bin/wg-quick";
 
 /// Every place where our wg-quick deliberately differs from the installed reference, as the
-/// tests tolerate them (mirrored in README "Deliberate differences" for wg-quick). Each entry:
-/// (what, why). The trace normaliser [`expected_trace`] applies exactly these.
+/// tests tolerate them: (what, why). Mirrored in README ("Deliberate differences from the
+/// reference `wg-quick`"); [`deliberate_differences_are_in_the_readme`] checks that the first
+/// code span of each `what` is there. The trace normaliser
+/// [`differential::expected_trace`] applies the trace ones; [`head`] shows each on a case.
 pub(crate) const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
     (
-        "userspace implementation: `[#] wireguard-go wg0` and wireguard-go's banner on stdout \
-         vs `[#] wg-tunnel wg0`",
-        "the reference defaults to wireguard-go, ours to our bundled wg-tunnel; the trace line \
-         is compared as `[#] <userspace> wg0` and the banner (box-drawing lines) is dropped",
+        "`[#] wg-tunnel wg0` instead of `[#] wireguard-go wg0` (and no wireguard-go banner)",
+        "the reference defaults to wireguard-go, ours to our bundled wg-tunnel; traces compare \
+         the line as `[#] <userspace> wg0` and drop the banner (box-drawing lines)",
     ),
     (
-        "`[#] ip link add wg0 type wireguard` vs `[#] ip link add dev wg0 type wireguard`",
+        "`[#] ip link add dev wg0 type wireguard` instead of `[#] ip link add wg0 type wireguard`",
         "upstream HEAD spells `dev`; Debian's 1.0.20210914 does not",
     ),
     (
-        "`[#] wg setconf wg0 /dev/fd/63` vs `[#] wg addconf wg0 /dev/fd/63`",
+        "`[#] wg addconf wg0 /dev/fd/63` instead of `[#] wg setconf wg0 /dev/fd/63`",
         "HEAD uses addconf so that a private key set by a PreUp hook survives",
     ),
     (
-        "PreUp hooks run after the interface is created",
-        "HEAD moved them after add_if (so `PreUp = wg set %i private-key …` works); Debian runs \
-         them before",
+        "`PreUp` hooks run after the interface is created, not before",
+        "HEAD moved them after add_if (so `PreUp = wg set %i private-key FILE` works)",
     ),
     (
-        "full tunnel: `ip rule add not fwmark …` and `ip rule add table main \
-         suppress_prefixlength 0` come before `ip route add 0.0.0.0/0 dev wg0 table N`",
+        "`ip rule add not fwmark` and `ip rule add table main suppress_prefixlength 0` come \
+         before `ip route add 0.0.0.0/0 dev wg0 table N` (and the same for `::/0`)",
         "HEAD adds the rules first to avoid a leak; Debian adds the route first",
     ),
     (
-        "`[#] sysctl -q net.ipv4.conf.all.src_valid_mark=1` only when it is not already 1",
+        "`sysctl -q net.ipv4.conf.all.src_valid_mark=1` only when it is not already 1",
         "HEAD skips the write when the value is already set",
     ),
     (
-        "a command that cannot be run: bash's `/usr/bin/wg-quick: line 32: resolvconf: command \
-         not found` vs `wg-quick: resolvconf: command not found`",
-        "bash names the script's path and line number; ours names the program, as its other \
-         errors do (same exit status, 127)",
+        "`MTU` (automatic): the smallest endpoint route MTU minus 80, not the largest",
+        "HEAD takes the smallest; the corpus gives all endpoints one MTU, head.rs checks this",
     ),
     (
-        "automatic MTU: the smallest endpoint route MTU, not the largest",
-        "HEAD takes the smallest; the differential configs give every endpoint the same MTU, \
-         and a dedicated test checks the smallest",
+        "`PostUp = cmd # text`: hooks keep the text after `#` (traced, run, saved)",
+        "HEAD keeps the unstripped value of PreUp/PostUp/PreDown/PostDown; Debian cuts it",
+    ),
+    (
+        "`wg-quick: resolvconf: command not found` instead of bash's \
+         `/usr/bin/wg-quick: line 32: resolvconf: command not found`",
+        "bash names the script's path and line; ours names the program, as its other errors \
+         do (the exit status is the same, 127)",
     ),
 ];
+
+/// README's wg-quick section lists every deliberate difference.
+#[test]
+fn deliberate_differences_are_in_the_readme() {
+    let readme =
+        fs::read_to_string(wg_tests::repo_root().join("README.md")).expect("read README.md");
+    for (what, _) in DELIBERATE_DIFFERENCES {
+        let span = what.split('`').nth(1).expect("a code span in each entry");
+        assert!(
+            readme.contains(&format!("`{span}`")),
+            "README.md does not list the wg-quick difference `{span}` ({what})"
+        );
+    }
+}
 
 /// A sandbox prepared for wg-quick: a private /etc (with or without openresolv) and a host
 /// temporary directory for config files. On drop it kills every process still in its network
