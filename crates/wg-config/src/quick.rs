@@ -33,8 +33,8 @@ pub enum QuickError {
     /// there, after creating the interface; this crate refuses it up front.
     #[error("`{0}' is not a valid MTU")]
     Mtu(String),
-    /// An `Address` item was not `ip[/prefix]`. The reference fails later, in
-    /// `ip address add`; this crate refuses it up front.
+    /// An `Address` item that `ip address add` would refuse (see [`InterfaceAddress`]). The
+    /// reference fails there, after creating the interface; this crate refuses it up front.
     #[error("`{0}' is not a valid interface address")]
     Address(String),
 }
@@ -62,8 +62,11 @@ impl InterfaceAddress {
 impl FromStr for InterfaceAddress {
     type Err = QuickError;
 
-    /// `ip[/prefix]`: IPv6 if the address has a `:`, else strict dotted-quad IPv4; the prefix
-    /// is decimal and at most 32 or 128.
+    /// `ip[/prefix]`, read as iproute2's `get_prefix` reads it, since the reference hands the
+    /// text to `ip address add`: IPv6 (if the text has a `:`) as `inet_pton`; IPv4 as one to
+    /// four dot-separated C numbers (decimal, `0` octal or `0x` hex; missing parts are 0, so
+    /// `10.1` is 10.1.0.0); the prefix a C number or, for IPv4, a dotted netmask, at most 32
+    /// or 128. What `ip` would refuse is refused here, before anything is created.
     fn from_str(s: &str) -> Result<Self, QuickError> {
         let invalid = || QuickError::Address(s.to_owned());
         let (ip, prefix) = match s.split_once('/') {
@@ -71,19 +74,23 @@ impl FromStr for InterfaceAddress {
             None => (s, None),
         };
         let addr = if ip.contains(':') {
-            ip.parse::<Ipv6Addr>().map(IpAddr::V6)
+            IpAddr::V6(ip.parse::<Ipv6Addr>().map_err(|_| invalid())?)
         } else {
-            ip.parse::<Ipv4Addr>().map(IpAddr::V4)
-        }
-        .map_err(|_| invalid())?;
+            IpAddr::V4(iproute_ipv4(ip).ok_or_else(invalid)?)
+        };
         let prefix = match prefix {
             None => None,
-            Some(text) => Some(
-                parse_decimal(text)
-                    .and_then(|n| u8::try_from(n).ok())
-                    .filter(|&n| n <= max_cidr(addr))
-                    .ok_or_else(invalid)?,
-            ),
+            Some(text) => {
+                let len = c_unsigned(text).or_else(|| match addr {
+                    IpAddr::V4(_) => netmask_length(iproute_ipv4(text)?),
+                    IpAddr::V6(_) => None,
+                });
+                Some(
+                    len.and_then(|n| u8::try_from(n).ok())
+                        .filter(|&n| n <= max_cidr(addr))
+                        .ok_or_else(invalid)?,
+                )
+            }
         };
         Ok(InterfaceAddress {
             addr,
@@ -91,6 +98,60 @@ impl FromStr for InterfaceAddress {
             text: s.to_owned(),
         })
     }
+}
+
+/// `strtoul(text, &end, 0)` over the whole text, as iproute2's `get_unsigned`: decimal, `0`
+/// octal or `0x` hex, at most `u32::MAX`; `None` if anything is left over.
+fn c_unsigned(text: &str) -> Option<u32> {
+    let (value, rest) = c_number(text)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    u32::try_from(value).ok()
+}
+
+/// The C number at the start of `text` (`strtoul` with base 0), and the rest of the text.
+/// `None` if there are no digits or the value overflows.
+fn c_number(text: &str) -> Option<(u64, &str)> {
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let (radix, digits) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) if hex.starts_with(|c: char| c.is_ascii_hexdigit()) => (16, hex),
+        _ if text.starts_with('0') => (8, text),
+        _ => (10, text),
+    };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for c in digits[..end].chars() {
+        let digit = u64::from(c.to_digit(radix)?);
+        value = value.checked_mul(u64::from(radix))?.checked_add(digit)?;
+    }
+    Some((value, &digits[end..]))
+}
+
+/// iproute2's `get_addr_ipv4`: one to four C numbers of at most 255, separated by dots.
+fn iproute_ipv4(mut text: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    for (i, octet) in octets.iter_mut().enumerate() {
+        let (value, rest) = c_number(text)?;
+        *octet = u8::try_from(value).ok()?;
+        if rest.is_empty() {
+            return Some(Ipv4Addr::from(octets));
+        }
+        text = rest.strip_prefix('.').filter(|_| i < 3)?;
+    }
+    None
+}
+
+/// The prefix length of a contiguous IPv4 netmask such as 255.255.255.0.
+fn netmask_length(mask: Ipv4Addr) -> Option<u32> {
+    let bits = u32::from(mask);
+    let len = bits.leading_ones();
+    (bits.checked_shl(len).unwrap_or(0) == 0).then_some(len)
 }
 
 impl fmt::Display for InterfaceAddress {
@@ -460,10 +521,38 @@ PreDown=echo down
             "`big' is not a valid MTU"
         );
         assert_eq!(
-            parse("Address = 10.0.0/24").unwrap_err().to_string(),
-            "`10.0.0/24' is not a valid interface address"
+            parse("Address = 10.0.0.256/24").unwrap_err().to_string(),
+            "`10.0.0.256/24' is not a valid interface address"
         );
         assert!(parse("Address = 10.0.0.1/33").is_err());
+        // iproute2's parsing, which the reference relies on.
+        let address = |text: &str| {
+            let a: InterfaceAddress = text.parse().unwrap();
+            (a.addr.to_string(), a.prefix)
+        };
+        assert_eq!(address("10.1/8"), ("10.1.0.0".into(), Some(8)));
+        assert_eq!(address("010.0.0.1/024"), ("8.0.0.1".into(), Some(20)));
+        assert_eq!(address("0x0a.0.0.1/0x18"), ("10.0.0.1".into(), Some(24)));
+        assert_eq!(
+            address("10.0.0.1/255.255.240.0"),
+            ("10.0.0.1".into(), Some(20))
+        );
+        assert_eq!(address("10.0.0.1"), ("10.0.0.1".into(), None));
+        assert_eq!(address("FD00::1/064"), ("fd00::1".into(), Some(52)));
+        for bad in [
+            "10.0.0.300/24",
+            "08.0.0.1",
+            "1.2.3.4.5",
+            "1.2.3.",
+            "1.2.3.4/33",
+            "1.2.3.4/255.0.255.0",
+            "abc",
+            "fd00::1/129",
+            "fd00::1/ffff::",
+            "1.2.3.4/",
+        ] {
+            assert!(bad.parse::<InterfaceAddress>().is_err(), "{bad}");
+        }
         // Hooks: the unstripped value is the text after the line's first `=`.
         assert_eq!(parse("PostUp = a=b # c").unwrap().post_up, ["a=b # c"]);
         assert_eq!(parse("PostUp =").unwrap().post_up, [""]);

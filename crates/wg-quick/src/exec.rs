@@ -143,7 +143,7 @@ impl<'a> Runner<'a> {
                         None => {
                             stderr(
                                 format!(
-                                    "Error: argument \"{}\" is wrong: \"table\" value is invalid\n",
+                                    "Error: argument \"{}\" is wrong: \"table\" value is invalid\n\n",
                                     table.text
                                 )
                                 .as_bytes(),
