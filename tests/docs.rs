@@ -1385,3 +1385,63 @@ dpkg --audit
     );
     assert_eq!(lines.len(), 5, "{stdout}");
 }
+
+/// The capabilities `wg-tunnel@.service` leaves the device are enough: wg-tunnel started with
+/// only the unit's `CapabilityBoundingSet` (and no_new_privs), in a sandbox, creates its
+/// interface and socket and takes a privileged listen port, a fwmark, an MTU change and a peer.
+#[test]
+fn wg_tunnel_runs_with_only_the_units_capabilities() {
+    if !require_root() {
+        return;
+    }
+    let entries = unit_entries("systemd/wg-tunnel@.service");
+    let caps: Vec<String> = entries
+        .iter()
+        .find(|(_, key, _)| key == "CapabilityBoundingSet")
+        .expect("CapabilityBoundingSet")
+        .2
+        .split_whitespace()
+        .map(|cap| format!("+{}", cap.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let bounding = format!("--bounding-set=-all,{}", caps.join(","));
+    let tunnel = wg_tests::our_wg_tunnel();
+    let sandbox = Sandbox::new();
+    let options = [
+        bounding.as_str(),
+        "--inh-caps=-all",
+        "--no-new-privs",
+        tunnel.to_str().expect("utf-8 path"),
+        "-f",
+    ];
+    let mut device =
+        sandbox.start_userspace_with(Path::new("/usr/bin/setpriv"), &options, "wgcaps0");
+    let status = fs::read_to_string(format!("/proc/{}/status", device.pid())).expect("status");
+    let bounding_set = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(str::trim);
+    // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12.
+    assert_eq!(
+        bounding_set,
+        Some("0000000000001400"),
+        "wg-tunnel's capability bounding set"
+    );
+    let wg = our_wg();
+    let wg = wg.to_str().expect("utf-8 path");
+    sandbox.sh(&format!(
+        "umask 077 && {wg} genkey > /run/key && {wg} set wgcaps0 listen-port 443 fwmark 0x51 \
+         private-key /run/key peer hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= \
+         endpoint 127.0.0.1:51820 allowed-ips 10.9.0.0/24 && ip link set wgcaps0 mtu 1380 up"
+    ));
+    let shown = sandbox.run(wg, &["show", "wgcaps0", "dump"]);
+    shown.assert_code(0, "wg show dump");
+    let first = shown.stdout_str();
+    let fields: Vec<&str> = first.lines().next().unwrap_or("").split('\t').collect();
+    assert_eq!(fields.get(2..4), Some(&["443", "0x51"][..]), "{first}");
+    assert!(first.contains("127.0.0.1:51820\t10.9.0.0/24"), "{first}");
+    assert!(
+        device.try_status().is_none(),
+        "wg-tunnel died:\n{}",
+        device.log()
+    );
+}
