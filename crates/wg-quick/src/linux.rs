@@ -131,9 +131,6 @@ pub(crate) fn table_id(table: &Table) -> Option<u32> {
         Table::Auto | Table::Off => return None,
         Table::Name(name) => name.as_str(),
     };
-    if let Ok(id) = text.parse::<u32>() {
-        return Some(id);
-    }
     match text {
         "unspec" => return Some(0),
         "default" => return Some(253),
@@ -160,6 +157,20 @@ pub(crate) fn table_id(table: &Table) -> Option<u32> {
     files
         .iter()
         .find_map(|file| rt_tables_lookup(&fs::read_to_string(file).ok()?, text))
+        .or_else(|| c_unsigned(text))
+}
+
+/// `strtoul(text, &end, 0)` over the whole text (decimal, `0` octal, `0x` hex), as iproute2
+/// reads a table number.
+fn c_unsigned(text: &str) -> Option<u32> {
+    let (radix, digits) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => (16, hex),
+        None if text.len() > 1 && text.starts_with('0') => (8, &text[1..]),
+        None => (10, text),
+    };
+    u32::from_str_radix(digits, radix)
+        .ok()
+        .filter(|_| !digits.starts_with(['+', '-']))
 }
 
 /// The id an `rt_tables` file gives the table `name`.
@@ -332,6 +343,9 @@ mod tests {
         assert_eq!(table_id(&Table::Name("main".into())), Some(254));
         assert_eq!(table_id(&Table::Name("01234".into())), Some(1234));
         assert_eq!(table_id(&Table::Id(7)), Some(7));
+        assert_eq!(table_id(&Table::Name("0x10".into())), Some(16));
+        assert_eq!(table_id(&Table::Name("010".into())), Some(8));
+        assert_eq!(table_id(&Table::Name("no-such-table".into())), None);
         assert_eq!(table_id(&Table::Off), None);
     }
 
