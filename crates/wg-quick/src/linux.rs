@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(rt_tables_lookup(text, "wg"), Some(1234));
         assert_eq!(rt_tables_lookup(text, "old"), None);
         assert_eq!(table_id(&Table::Name("main".into())), Some(254));
-        assert_eq!(table_id(&Table::Name("01234".into())), Some(1234));
+        assert_eq!(table_id(&Table::Name("01234".into())), Some(0o1234));
         assert_eq!(table_id(&Table::Id(7)), Some(7));
         assert_eq!(table_id(&Table::Name("0x10".into())), Some(16));
         assert_eq!(table_id(&Table::Name("010".into())), Some(8));
