@@ -18,11 +18,14 @@
 //! * `roaming`: A's outer address changes mid-transfer; the transfer completes and B's
 //!   `wg show` endpoint follows.
 //! * `allowed_ips`: cryptokey routing both ways, proven by what arrives and by counters.
+//! * `keys`: a private key change drops the old identity's sessions; keepalive turned on at
+//!   runtime reaches the peer.
 //! * `lifecycle`: `ip link del`, SIGTERM, socket deletion, daemonising; no process left.
 //! * `uapi`: `setconf`/`showconf` against wireguard-go's; bad UAPI input (errno replies or a
 //!   closed connection, the daemon keeps serving, the state is unchanged).
 
 mod allowed_ips;
+mod keys;
 mod lifecycle;
 mod pairs;
 mod roaming;
