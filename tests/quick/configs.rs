@@ -358,6 +358,131 @@ pub(crate) fn road_warrior_iptables() -> Case {
     }
 }
 
+/// A small builder for the extra cases below: one peer, `[Interface]` lines and peer lines.
+fn simple(
+    name: &'static str,
+    ifname: &'static str,
+    seed: u64,
+    interface: &str,
+    peer: &str,
+    setup: &'static str,
+) -> Case {
+    let mut k = Keys::new(seed);
+    let (key, pk) = (k.private(), k.public());
+    Case {
+        name,
+        ifname,
+        config: format!(
+            "[Interface]\nPrivateKey = {key}\n{interface}\n[Peer]\nPublicKey = {pk}\n{peer}"
+        ),
+        setup,
+        random_port: !interface.contains("ListenPort"),
+        full_tunnel_v4: false,
+        interface_order: None,
+        without_nft: false,
+    }
+}
+
+/// Full tunnel while table 51820 already holds a route: wg-quick takes 51821.
+pub(crate) fn table_busy() -> Case {
+    Case {
+        full_tunnel_v4: true,
+        ..simple(
+            "table_busy",
+            "wg0",
+            10,
+            "Address = 10.11.0.2/24\n",
+            "Endpoint = 198.51.100.11:51820\nAllowedIPs = 0.0.0.0/0\n",
+            "ip link add uplink0 type veth peer name uplink1
+ip link set uplink1 up
+ip link set uplink0 up
+ip addr add 198.51.100.2/24 dev uplink0
+ip route add 10.250.0.0/24 dev uplink0 table 51820",
+        )
+    }
+}
+
+/// Full tunnel with a FwMark in the file: the mark doubles as the table id, no `wg set fwmark`.
+pub(crate) fn fwmark_full_tunnel() -> Case {
+    Case {
+        full_tunnel_v4: true,
+        ..simple(
+            "fwmark_full_tunnel",
+            "wgf",
+            11,
+            "Address = 10.12.0.2/24, fd12::2/64\nFwMark = 0x1234\nListenPort = 51012\n",
+            "AllowedIPs = 0.0.0.0/0, ::/0\n",
+            "",
+        )
+    }
+}
+
+/// An endpoint given as a host name (`localhost`, from /etc/hosts): automatic MTU from the
+/// loopback route (65536 - 80).
+pub(crate) fn hostname_endpoint() -> Case {
+    simple(
+        "hostname_endpoint",
+        "wgl",
+        12,
+        "Address = 10.13.0.2/24\n",
+        "Endpoint = localhost:51999\nAllowedIPs = 10.13.1.0/24\n",
+        "",
+    )
+}
+
+/// DNS with search domains only: no nameserver, so no resolvconf at all.
+pub(crate) fn dns_search_only() -> Case {
+    simple(
+        "dns_search_only",
+        "wgd",
+        13,
+        "Address = 10.14.0.2/24\nDNS = only.example, second.example\nListenPort = 51014\n",
+        "AllowedIPs = 10.14.1.0/24\n",
+        "",
+    )
+}
+
+/// `Table = main` (a name from rt_tables): routes, the default included, go to the main table.
+pub(crate) fn table_main() -> Case {
+    simple(
+        "table_main",
+        "wg0",
+        14,
+        "Address = 10.15.0.2/24\nTable = main\n",
+        "AllowedIPs = 0.0.0.0/0, 10.16.0.0/16\n",
+        "",
+    )
+}
+
+/// No endpoints: the automatic MTU comes from the default route's own `mtu` attribute.
+pub(crate) fn default_route_mtu() -> Case {
+    simple(
+        "default_route_mtu",
+        "wg0",
+        15,
+        "Address = 10.17.0.2/24\n",
+        "AllowedIPs = 10.17.1.0/24\n",
+        "ip link add uplink0 type veth peer name uplink1
+ip link set uplink1 up
+ip link set uplink0 up
+ip addr add 198.51.100.2/24 dev uplink0
+ip route add default via 198.51.100.1 dev uplink0 mtu 1400",
+    )
+}
+
+/// The split default (`0.0.0.0/1, 128.0.0.0/1`), overlapping prefixes, and an allowed IP
+/// inside the interface's own subnet (no route: `ip route show … match` finds the kernel's).
+pub(crate) fn split_overlap() -> Case {
+    simple(
+        "split_overlap",
+        "wg0",
+        16,
+        "Address = 10.0.5.1/24\n",
+        "AllowedIPs = 0.0.0.0/1, 128.0.0.0/1, 10.0.0.0/8, 10.1.0.0/16, 10.0.5.7/32, ::/1, 8000::/1\n",
+        "",
+    )
+}
+
 /// The whole corpus.
 pub(crate) fn all() -> Vec<Case> {
     vec![
@@ -371,5 +496,12 @@ pub(crate) fn all() -> Vec<Case> {
         save_config(),
         dns_prefix(),
         road_warrior_iptables(),
+        table_busy(),
+        fwmark_full_tunnel(),
+        hostname_endpoint(),
+        dns_search_only(),
+        table_main(),
+        default_route_mtu(),
+        split_overlap(),
     ]
 }

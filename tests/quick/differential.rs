@@ -190,7 +190,14 @@ mod up_down {
         ipv6_only,
         save_config,
         dns_prefix,
-        road_warrior_iptables
+        road_warrior_iptables,
+        table_busy,
+        fwmark_full_tunnel,
+        hostname_endpoint,
+        dns_search_only,
+        table_main,
+        default_route_mtu,
+        split_overlap
     );
 }
 
