@@ -231,3 +231,106 @@ mod trace_tests {
         assert_eq!(expected_trace(debian, 1, true), head);
     }
 }
+
+/// `up` with `tool`, then `tweak` (a `sh` script; `{conf}` stands for the config path), then
+/// `down`: returns (snapshot before down, the down outcome, snapshot after down).
+fn down_after(
+    tool: &Tool,
+    case: &Case,
+    tweak: &str,
+) -> (wg_tests::Snapshot, wg_tests::Outcome, wg_tests::Snapshot) {
+    let qb = case.quickbox();
+    if !case.setup.is_empty() {
+        qb.sh(case.setup);
+    }
+    let path = qb.write_config(case.ifname, &case.config);
+    let path = path.to_str().expect("utf-8 path");
+    super::assert_ok(&qb.wg_quick(tool, &["up", path]), "up");
+    qb.sh(&tweak.replace("{conf}", path));
+    let mask = |s: wg_tests::Snapshot| {
+        if case.random_port {
+            s.mask_listen_port()
+        } else {
+            s
+        }
+    };
+    let before = mask(qb.snapshot());
+    let down = qb.wg_quick(tool, &["down", path]);
+    (before, down, mask(qb.snapshot()))
+}
+
+/// `down` after the state was changed by hand: the same trace, status and end state as the
+/// reference's, whatever it leaves behind.
+fn down_after_tweak(case: Case, tweak: &str) {
+    if !require_root() {
+        return;
+    }
+    let name = case.name;
+    let (r, o) = thread::scope(|s| {
+        let case = &case;
+        let r = s.spawn(move || down_after(&Tool::Reference, case, tweak));
+        let o = down_after(&Tool::Ours, case, tweak);
+        (r.join().expect("reference run"), o)
+    });
+    r.0.assert_eq(&o.0, &format!("{name}: before down"), "reference", "ours");
+    assert_eq!(
+        o.1.code(),
+        r.1.code(),
+        "{name}: down status (left ours)\nours: {:?}\nreference: {:?}",
+        o.1,
+        r.1
+    );
+    assert_trace(
+        &format!("{name}: down after {tweak:?}"),
+        &expected_trace(&r.1.stderr_str(), 0, false),
+        &o.1.stderr_str(),
+    );
+    r.2.assert_eq(&o.2, &format!("{name}: after down"), "reference", "ours");
+}
+
+mod down_after_changes {
+    use super::*;
+
+    /// The fwmark cleared by hand: `down` no longer knows the table, leaves the rules.
+    #[test]
+    fn fwmark_cleared() {
+        down_after_tweak(configs::road_warrior(), "wg set wg0 fwmark 0");
+    }
+
+    /// The nft tables deleted by hand: nothing left for `down` to delete there.
+    #[test]
+    fn nft_tables_deleted() {
+        down_after_tweak(
+            configs::road_warrior(),
+            "nft delete table ip wg-quick-wg0 && nft delete table ip6 wg-quick-wg0",
+        );
+    }
+
+    /// The rules doubled by hand: `down` deletes while any is left.
+    #[test]
+    fn rules_doubled() {
+        down_after_tweak(
+            configs::road_warrior(),
+            "ip -4 rule add not fwmark 51820 table 51820 && \
+             ip -6 rule add table main suppress_prefixlength 0",
+        );
+    }
+
+    /// The link set down by hand.
+    #[test]
+    fn link_down() {
+        down_after_tweak(configs::nat_server(), "ip link set wg0 down");
+    }
+
+    /// DNS removed from the file while up: `down` no longer unregisters it.
+    #[test]
+    fn dns_removed_from_the_file() {
+        down_after_tweak(configs::dns_prefix(), "sed -i '/^DNS/d' '{conf}'");
+    }
+
+    /// The resolvconf entry removed by hand: `resolvconf -d … -f` does not mind.
+    #[test]
+    fn dns_entry_removed() {
+        down_after_tweak(configs::dns_prefix(), "resolvconf -d tun.dnsp -f");
+    }
+}
