@@ -9,6 +9,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
+use crate::batch::Batch;
 use crate::sys;
 
 /// A bound, non-blocking UDP socket.
@@ -80,6 +81,32 @@ impl Bind {
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (len, from) = self.socket.recv_from(buf)?;
         Ok((len, canonical(from)))
+    }
+
+    /// Receives datagrams into the free slots of `batch` until none is waiting or the batch
+    /// is full. Returns the error that stopped it early, if it was not `WouldBlock` (ICMP
+    /// errors such as `ECONNREFUSED` surface here; they are not fatal).
+    pub fn recv_batch(&self, batch: &mut Batch) -> Option<io::Error> {
+        while let Some(slot) = batch.free_slot() {
+            match self.recv_from(slot) {
+                Ok((len, from)) => batch.commit(len, Some(from)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => return Some(e),
+            }
+        }
+        None
+    }
+
+    /// Sends every datagram of `batch` to its address. Returns the last failure, if any
+    /// (a failed datagram is dropped, as UDP may).
+    pub fn send_batch(&self, batch: &Batch) -> Option<(SocketAddr, io::Error)> {
+        let mut failed = None;
+        for (dst, datagram) in batch.iter() {
+            if let Err(e) = self.send_to(datagram, dst) {
+                failed = Some((dst, e));
+            }
+        }
+        failed
     }
 
     /// Sends one datagram.

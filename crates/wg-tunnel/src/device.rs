@@ -18,14 +18,15 @@
 //! copies them from the tunnel into the model before every `get` and `set`.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use wg_config::key::Key;
 use wg_config::{apply, Device, Endpoint, Peer, PublicKey};
 use wg_proto::{AllowedIps, Event, PeerConfig, Tunnel};
 
+use crate::batch::Batch;
 use crate::bind::Bind;
+use crate::demux::{is_wireguard, DropForeign, ForeignDatagrams};
 use crate::log::{debug, error, info};
 use crate::tun::Tun;
 
@@ -48,6 +49,8 @@ pub struct Interface {
     carried: HashMap<PublicKey, Carried>,
     /// The TUN device's MTU, which caps padding.
     mtu: usize,
+    /// Where non-WireGuard datagrams go.
+    foreign: Box<dyn ForeignDatagrams>,
 }
 
 impl Interface {
@@ -65,6 +68,7 @@ impl Interface {
             bind,
             carried: HashMap::new(),
             mtu: crate::tun::DEFAULT_MTU as usize,
+            foreign: Box::new(DropForeign::default()),
         })
     }
 
@@ -90,18 +94,30 @@ impl Interface {
         }
     }
 
-    /// An IP packet from the TUN device.
-    pub fn handle_outgoing(&mut self, now: Instant, packet: &[u8]) {
+    /// IP packets read from the TUN device.
+    pub fn handle_outgoing(&mut self, now: Instant, packets: &Batch) {
         if let Some(tunnel) = &mut self.tunnel {
-            tunnel.handle_outgoing(now, packet);
+            for (_, packet) in packets.iter() {
+                tunnel.handle_outgoing(now, packet);
+            }
         }
     }
 
-    /// A UDP datagram.
-    pub fn handle_incoming(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        if let Some(tunnel) = &mut self.tunnel {
-            tunnel.handle_incoming(now, from, datagram);
+    /// UDP datagrams received: WireGuard messages go to the protocol, anything else to the
+    /// foreign-datagram consumer ([`crate::demux`]).
+    pub fn handle_incoming(&mut self, now: Instant, datagrams: &Batch) {
+        for (from, datagram) in datagrams.iter() {
+            if !is_wireguard(datagram) {
+                self.foreign.on_datagram(now, from, datagram);
+            } else if let Some(tunnel) = &mut self.tunnel {
+                tunnel.handle_incoming(now, from, datagram);
+            }
         }
+    }
+
+    /// Replaces the consumer of non-WireGuard datagrams.
+    pub fn set_foreign(&mut self, consumer: Box<dyn ForeignDatagrams>) {
+        self.foreign = consumer;
     }
 
     /// Processes queued handshake messages, at most `budget` of them costing a DH; returns
@@ -121,30 +137,69 @@ impl Interface {
         }
     }
 
-    /// Sends every queued datagram and writes every delivered packet to `tun`. `buf` must
-    /// hold the largest datagram.
-    pub fn flush(&mut self, tun: &Tun, buf: &mut [u8]) {
+    /// Sends every queued datagram (the protocol's, then the foreign consumer's) and writes
+    /// every delivered packet to `tun`, a batch at a time through `out`.
+    pub fn flush(&mut self, tun: &Tun, out: &mut Batch) {
+        self.flush_datagrams(out);
+        self.flush_packets(tun, out);
+    }
+
+    /// Sends every queued datagram, the protocol's then the foreign consumer's.
+    pub fn flush_datagrams(&mut self, out: &mut Batch) {
+        out.clear();
+        loop {
+            let Some(slot) = out.free_slot() else {
+                self.send(out);
+                continue;
+            };
+            let transmit = match self.tunnel.as_mut().and_then(|t| t.poll_transmit(slot)) {
+                Some(t) => Some(t),
+                None => self.foreign.poll_transmit(slot),
+            };
+            let Some(transmit) = transmit else { break };
+            out.commit(transmit.len, Some(transmit.dst));
+        }
+        self.send(out);
+    }
+
+    /// Writes every delivered packet to `tun`.
+    fn flush_packets(&mut self, tun: &Tun, out: &mut Batch) {
+        out.clear();
         let Some(tunnel) = &mut self.tunnel else {
             return;
         };
-        while let Some(transmit) = tunnel.poll_transmit(buf) {
-            if let Err(e) = self.bind.send_to(&buf[..transmit.len], transmit.dst) {
-                debug!(&self.ifname, "failed to send to {}: {e}", transmit.dst);
+        loop {
+            let event = tunnel.poll_event();
+            let full = out.is_full();
+            if full || event.is_none() {
+                if let Some(e) = tun.send_batch(out) {
+                    debug!(&self.ifname, "failed to write to TUN device: {e}");
+                }
+                out.clear();
             }
-        }
-        while let Some(event) = tunnel.poll_event() {
             match event {
-                Event::Deliver { packet, .. } => {
-                    if let Err(e) = tun.send(packet) {
-                        debug!(&self.ifname, "failed to write to TUN device: {e}");
+                None => break,
+                Some(Event::Deliver { packet, .. }) => {
+                    // The batch was emptied above if it was full.
+                    if let Some(slot) = out.free_slot() {
+                        slot[..packet.len()].copy_from_slice(packet);
+                        out.commit(packet.len(), None);
                     }
                 }
-                Event::HandshakeComplete { peer } => {
+                Some(Event::HandshakeComplete { peer }) => {
                     debug!(&self.ifname, "handshake complete with peer {peer:?}");
                 }
-                _ => {}
+                Some(_) => {}
             }
         }
+    }
+
+    /// Sends the datagrams of `out` and empties it.
+    fn send(&self, out: &mut Batch) {
+        if let Some((dst, e)) = self.bind.send_batch(out) {
+            debug!(&self.ifname, "failed to send to {dst}: {e}");
+        }
+        out.clear();
     }
 
     /// Copies statistics and current endpoints from the tunnel into the model.
@@ -502,6 +557,73 @@ mod tests {
         set(&mut iface, &format!("private_key={}", "00".repeat(32))).unwrap();
         set(&mut iface, &format!("private_key={}", "a0".repeat(32))).unwrap();
         assert_eq!(iface.tunnel().unwrap().mtu(), Some(1380));
+    }
+
+    type Datagrams = Vec<(std::net::SocketAddr, Vec<u8>)>;
+
+    /// Records foreign datagrams and echoes each back to its sender.
+    #[derive(Debug, Default)]
+    struct Echo {
+        seen: std::rc::Rc<std::cell::RefCell<Datagrams>>,
+        queue: Datagrams,
+    }
+
+    impl ForeignDatagrams for Echo {
+        fn on_datagram(&mut self, _: Instant, from: std::net::SocketAddr, datagram: &[u8]) {
+            self.seen.borrow_mut().push((from, datagram.to_vec()));
+            self.queue.push((from, datagram.to_vec()));
+        }
+        fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<wg_proto::Transmit> {
+            let (dst, bytes) = self.queue.pop()?;
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Some(wg_proto::Transmit {
+                dst,
+                len: bytes.len(),
+            })
+        }
+    }
+
+    #[test]
+    fn test_non_wireguard_datagrams_go_to_the_foreign_consumer() {
+        let mut iface = Interface::new("t0").unwrap();
+        let echo = Echo::default();
+        let seen = echo.seen.clone();
+        iface.set_foreign(Box::new(echo));
+        set(&mut iface, &format!("private_key={}", "a0".repeat(32))).unwrap();
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let from = client.local_addr().unwrap();
+        let mut init = vec![0u8; 148];
+        init[0] = 1;
+        let mut batch = Batch::new(4, 256);
+        for datagram in [&b"STUN-ish"[..], &init, &[5, 0, 0, 0, 1]] {
+            batch.free_slot().unwrap()[..datagram.len()].copy_from_slice(datagram);
+            batch.commit(datagram.len(), Some(from));
+        }
+        let now = Instant::now();
+        iface.handle_incoming(now, &batch);
+        assert_eq!(
+            *seen.borrow(),
+            vec![(from, b"STUN-ish".to_vec()), (from, vec![5, 0, 0, 0, 1])]
+        );
+        let tunnel = iface.tunnel().unwrap();
+        assert_eq!(tunnel.pending_handshakes(), 1, "the WireGuard-shaped one");
+        assert_eq!(tunnel.counters().rx_dropped_malformed, 0);
+        // The consumer's replies leave from the tunnel's own socket.
+        iface.process_handshakes(now, usize::MAX); // a bad MAC: dropped, nothing to send
+        let mut out = Batch::new(4, 2048);
+        iface.flush_datagrams(&mut out);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let (len, src) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(src.port(), iface.bind().port());
+            got.push(buf[..len].to_vec());
+        }
+        got.sort();
+        assert_eq!(got, vec![vec![5, 0, 0, 0, 1], b"STUN-ish".to_vec()]);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! the UAPI listener, the UDP socket and every UAPI connection, woken at the latest by the
 //! protocol's next deadline. This is the only code in the daemon that reads the clock.
 //!
+//! Data moves in [`Batch`]es (at most [`crate::batch::BATCH`] packets per source per round,
+//! so neither the TUN device nor the socket starves the other), allocated once.
+//!
 //! Each round: wait; read the clock once; handle signals (exit), the deletion of the UAPI
 //! socket file (exit, as wireguard-go does through inotify), the TUN device (packets to
 //! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams
@@ -16,22 +19,19 @@ use std::time::{Duration, Instant, SystemTime};
 use wg_config::uapi::encode_get;
 use wg_config::Device;
 
+use crate::batch::Batch;
 use crate::device::Interface;
 use crate::log::{debug, error, info};
 use crate::sys::{self, PollFd};
 use crate::tun::{LinkMonitor, Tun};
 use crate::uapi_server::{Connection, Handler, UapiListener};
 
-/// Packets (or datagrams) handled per source per round, so neither side starves the other.
-const BURST: usize = 64;
 /// Handshake messages costing a DH processed per round (a few milliseconds of CPU), so a
 /// flood grows the backlog, which puts the tunnel under load (cookie replies), instead of
 /// starving the data path.
 const HANDSHAKES_PER_ROUND: usize = 16;
 /// Poll entries before the UAPI connections'.
 const FIXED_FDS: usize = 6;
-/// Large enough for any IP packet and any datagram.
-const BUF_LEN: usize = 65_536 + 64;
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,9 @@ pub fn run(
     } = *watch;
     let ifname = tun.name().to_owned();
     let mut conns: Vec<Connection> = Vec::new();
-    let mut packet = vec![0u8; BUF_LEN];
-    let mut out = vec![0u8; BUF_LEN];
+    // Allocated once: the data path reuses these for every round.
+    let mut rx = Batch::for_data_path();
+    let mut out = Batch::for_data_path();
     let mut fds: Vec<PollFd> = Vec::new();
     let mut backlog = 0;
     loop {
@@ -126,33 +127,24 @@ pub fn run(
             return Ok(Exit::InterfaceGone);
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            for _ in 0..BURST {
-                match tun.recv(&mut packet) {
-                    Ok(len) => iface.handle_outgoing(now, &packet[..len]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if Tun::is_gone(&e) => {
-                        info!(&ifname, "interface deleted ({e}), shutting down");
-                        return Ok(Exit::InterfaceGone);
-                    }
-                    Err(e) => {
-                        error!(&ifname, "failed to read from TUN device: {e}");
-                        break;
-                    }
+            rx.clear();
+            let result = tun.recv_batch(&mut rx);
+            iface.handle_outgoing(now, &rx);
+            match result {
+                Ok(()) => {}
+                Err(e) if Tun::is_gone(&e) => {
+                    info!(&ifname, "interface deleted ({e}), shutting down");
+                    return Ok(Exit::InterfaceGone);
                 }
+                Err(e) => error!(&ifname, "failed to read from TUN device: {e}"),
             }
         }
         if fds[3].revents != 0 {
-            for _ in 0..BURST {
-                match iface.bind().recv_from(&mut packet) {
-                    Ok((len, from)) => iface.handle_incoming(now, from, &packet[..len]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        // ICMP errors surface here (e.g. ECONNREFUSED); they are not fatal.
-                        debug!(&ifname, "UDP receive: {e}");
-                        break;
-                    }
-                }
+            rx.clear();
+            if let Some(e) = iface.bind().recv_batch(&mut rx) {
+                debug!(&ifname, "UDP receive: {e}");
             }
+            iface.handle_incoming(now, &rx);
         }
         backlog = iface.process_handshakes(now, HANDSHAKES_PER_ROUND);
         iface.handle_timeout(now);

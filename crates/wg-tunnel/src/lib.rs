@@ -7,6 +7,8 @@
 //! |-----------------|-------------------------------------------------------------------|
 //! | [`tun`]         | the TUN interface (`/dev/net/tun`, `IFF_TUN | IFF_NO_PI`)          |
 //! | [`bind`]        | the dual-stack UDP socket                                         |
+//! | [`batch`]       | reusable packet batches, the unit the shell moves data in         |
+//! | [`demux`]       | non-WireGuard datagrams on the UDP socket, for another consumer   |
 //! | [`uapi_server`] | `/var/run/wireguard/IFNAME.sock` and its connections              |
 //! | [`device`]      | the configuration model kept in step with the tunnel              |
 //! | [`event_loop`]  | the single-threaded `poll(2)` loop, the only reader of the clock  |
@@ -18,7 +20,9 @@
 //! SIGINT/SIGTERM, until the interface is deleted (then remove the socket file) or until the
 //! socket file is deleted; exit 0.
 
+pub mod batch;
 pub mod bind;
+pub mod demux;
 pub mod device;
 pub mod event_loop;
 pub mod log;

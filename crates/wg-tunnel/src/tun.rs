@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
+use crate::batch::Batch;
 use crate::sys;
 
 /// The MTU wireguard-go gives a new interface: 1500 minus the IPv6, UDP and WireGuard
@@ -46,6 +47,31 @@ impl Tun {
     /// Reads one IP packet into `buf`; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)
+    }
+
+    /// Reads IP packets into the free slots of `batch` until none is waiting or the batch is
+    /// full. An error other than `WouldBlock` is returned (even if some packets were read:
+    /// they stay in the batch); [`is_gone`](Self::is_gone) tells whether it is fatal.
+    pub fn recv_batch(&self, batch: &mut Batch) -> io::Result<()> {
+        while let Some(slot) = batch.free_slot() {
+            match self.recv(slot) {
+                Ok(len) => batch.commit(len, None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every packet of `batch`; returns the last failure, if any.
+    pub fn send_batch(&self, batch: &Batch) -> Option<io::Error> {
+        let mut failed = None;
+        for (_, packet) in batch.iter() {
+            if let Err(e) = self.send(packet) {
+                failed = Some(e);
+            }
+        }
+        failed
     }
 
     /// Writes one IP packet.
