@@ -63,9 +63,17 @@ fn status_code(status: ExitStatus) -> u8 {
     }
 }
 
+/// How the command was invoked, as the hooks see it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Invocation {
+    /// The script's path, `$0` in hooks (our own executable).
+    pub(crate) script: OsString,
+}
+
 /// Runs one command state: the interface and what this run has done so far.
 pub(crate) struct Runner<'a> {
     program: &'a str,
+    context: Invocation,
     file: &'a ConfigFile,
     /// What the steps run so far have to be undone by.
     done: BTreeSet<Undo>,
@@ -74,9 +82,10 @@ pub(crate) struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    pub(crate) fn new(program: &'a str, file: &'a ConfigFile) -> Runner<'a> {
+    pub(crate) fn new(program: &'a str, context: Invocation, file: &'a ConfigFile) -> Runner<'a> {
         Runner {
             program,
+            context,
             file,
             done: BTreeSet::new(),
             interruptible: false,
@@ -112,12 +121,23 @@ impl<'a> Runner<'a> {
         trace(&op.trace(interface));
         match op {
             Op::AddLink { userspace } => self.add_link(userspace.as_deref()),
-            Op::RunHook(hook) => {
-                // `(eval "$hook")` in a script running under `set -e -o pipefail`.
+            Op::RunHook { hook, phase } => {
+                // The reference runs `(eval "$hook")` in a subshell of the script, in its
+                // `execute_hooks` function, under `set -e -o pipefail` and extglob: the hook
+                // sees `$0` (the script), the function's arguments (the phase's hooks) and the
+                // script's INTERFACE, CONFIG_FILE, PROGRAM and hook variables, and bash's
+                // messages name the script.
+                const SCRIPT: &str = "INTERFACE=$1 CONFIG_FILE=$2 PROGRAM=$3 hook=$4; \
+                                      shift 4; eval \"$hook\"";
                 let mut command = Command::new("bash");
                 command
-                    .args(["-e", "-o", "pipefail", "-O", "extglob", "-c"])
-                    .arg(OsString::from_vec(unlatin1(hook)));
+                    .args(["-e", "-o", "pipefail", "-O", "extglob", "-c", SCRIPT])
+                    .arg(&self.context.script)
+                    .arg(interface)
+                    .arg(&self.file.path)
+                    .arg(self.program)
+                    .arg(OsString::from_vec(unlatin1(hook)))
+                    .args(phase.iter().map(|h| OsString::from_vec(unlatin1(h))));
                 self.spawn(command, None, "bash")
             }
             Op::AddConf(text) => match wg::addconf_text(OsStr::new(interface), &unlatin1(text)) {

@@ -110,7 +110,13 @@ fn run(argv: &[OsString]) -> Result<(), Failure> {
     }
     auto_su(&program, args)?;
     let file = config::load(&args[1]).map_err(|message| exec::die(&program, &message))?;
-    let mut runner = Runner::new(&program, &file);
+    let context = exec::Invocation {
+        script: std::env::current_exe()
+            .and_then(|exe| exe.canonicalize())
+            .map(|exe| exe.into_os_string())
+            .unwrap_or_else(|_| OsString::from(&program)),
+    };
+    let mut runner = Runner::new(&program, context, &file);
     match command {
         Some(b"up") => runner.up(),
         Some(b"down") => runner.down(),

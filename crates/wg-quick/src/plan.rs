@@ -74,8 +74,14 @@ pub(crate) enum Op {
         /// The userspace implementation to fall back to, as named (the trace prints the name).
         userspace: Option<String>,
     },
-    /// A hook, `%i` already expanded, run with bash.
-    RunHook(String),
+    /// A hook, run with bash.
+    RunHook {
+        /// The command, `%i` expanded.
+        hook: String,
+        /// Every hook of the same phase as written: the positional parameters the reference's
+        /// `execute_hooks` function has while it evaluates one.
+        phase: Vec<String>,
+    },
     /// `wg addconf IF <(echo "$WG_CONFIG")`; holds `WG_CONFIG` with `echo`'s newline.
     AddConf(String),
     /// `ip -4|-6 address add ADDR dev IF`.
@@ -165,7 +171,7 @@ impl Op {
         let proto = |v6: bool| if v6 { "-6" } else { "-4" };
         match self {
             Op::AddLink { .. } => format!("ip link add dev {interface} type wireguard"),
-            Op::RunHook(hook) => hook.clone(),
+            Op::RunHook { hook, .. } => hook.clone(),
             Op::AddConf(_) => format!("wg addconf {interface} /dev/fd/63"),
             Op::AddAddress(address) => format!(
                 "ip {} address add {address} dev {interface}",
@@ -240,9 +246,13 @@ impl From<Op> for Step {
 
 fn hooks<'h>(interface: &str, hooks: &'h [String]) -> impl Iterator<Item = Step> + 'h {
     let interface = interface.to_owned();
-    hooks
-        .iter()
-        .map(move |hook| Op::RunHook(substitute_interface(hook, &interface)).into())
+    hooks.iter().map(move |hook| {
+        Op::RunHook {
+            hook: substitute_interface(hook, &interface),
+            phase: hooks.to_vec(),
+        }
+        .into()
+    })
 }
 
 /// Phase one of `up`: the link, PreUp hooks, the config, the addresses (`add_if`,
