@@ -16,7 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::kdf::{hash, mac, xaead_open, xaead_seal, HASH_LEN, LABEL_COOKIE, LABEL_MAC1, MAC_LEN};
 use crate::messages::{CookieReply, COOKIE_LEN, COOKIE_NONCE_LEN, KEY_LEN};
@@ -191,6 +191,15 @@ pub struct CookieState {
     last_mac1: Option<[u8; MAC_LEN]>,
     /// The latest cookie and when we received it.
     cookie: Option<([u8; COOKIE_LEN], Instant)>,
+}
+
+impl Drop for CookieState {
+    /// The received cookie is a MAC key: erase it.
+    fn drop(&mut self) {
+        if let Some((cookie, _)) = &mut self.cookie {
+            cookie.zeroize();
+        }
+    }
 }
 
 impl CookieState {

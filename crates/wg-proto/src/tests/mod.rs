@@ -10,6 +10,7 @@ mod load;
 mod schedule;
 mod tunnel;
 mod util;
+mod zeroize;
 
 /// A deterministic RNG for tests. ChaCha20Rng's output for a seed is stable across versions.
 pub(crate) fn fixed_rng(seed: u64) -> ChaCha20Rng {
