@@ -94,6 +94,11 @@ pub(crate) const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
         "HEAD keeps the unstripped value of PreUp/PostUp/PreDown/PostDown; Debian cuts it",
     ),
     (
+        "`sudo -p PROMPT -- /path/to/wg-quick ARGS` instead of `sudo -p PROMPT -- /bin/bash -- \
+         /usr/bin/wg-quick ARGS` when not root",
+        "ours is a binary, not a bash script: it re-executes itself (same prompt)",
+    ),
+    (
         "`wg-quick: resolvconf: command not found` instead of bash's \
          `/usr/bin/wg-quick: line 32: resolvconf: command not found`",
         "bash names the script's path and line; ours names the program, as its other errors \

@@ -265,3 +265,80 @@ mod save {
     use super::*;
     save_cases!(save_config, nat_server, dns_prefix, ipv6_only);
 }
+
+/// Not root: both re-execute themselves through `sudo` with the same prompt. `sudo` is replaced
+/// by a stub in `PATH` that prints its arguments and exits 42, since a real sudo would need a
+/// sudoers entry on the host; without any `sudo` in `PATH` both fail with status 127. The
+/// command after `--` differs deliberately: the reference (a bash script) runs
+/// `/bin/bash -- /usr/bin/wg-quick ARGS`, ours runs itself, `/path/to/wg-quick ARGS`.
+#[test]
+fn not_root_reexecutes_through_sudo() {
+    if !require_root() {
+        return;
+    }
+    let stub = tempfile::Builder::new()
+        .prefix("wg-quick-sudo.")
+        .tempdir()
+        .expect("temp dir");
+    fs::set_permissions(stub.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sudo = stub.path().join("sudo");
+    fs::write(
+        &sudo,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\" >&2; done; echo >&2; exit 42\n",
+    )
+    .expect("write stub sudo");
+    fs::set_permissions(&sudo, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let ours = wg_tests::cargo_bin("wg-quick");
+    let as_nobody = |program: &std::path::Path, path: &str, args: &[&str]| {
+        let mut argv = vec![
+            "--reuid=65534".to_owned(),
+            "--regid=65534".to_owned(),
+            "--clear-groups".to_owned(),
+            program.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        Invocation::new(argv)
+            .arg0("setpriv")
+            .env("PATH", path)
+            .run(std::path::Path::new("/usr/bin/setpriv"))
+    };
+    let with_stub = format!("{}:/usr/bin:/bin", stub.path().display());
+    let args = ["strip", "/nonexistent/wg0.conf"];
+    let prompt =
+        "[-p][wg-quick must be run as root. Please enter the password for %u to continue: ][--]";
+    let r = as_nobody(std::path::Path::new(REFERENCE_WG_QUICK), &with_stub, &args);
+    let o = as_nobody(&ours, &with_stub, &args);
+    assert_eq!(r.code(), Some(42), "{r:?}");
+    assert_eq!(
+        r.stderr_str(),
+        format!("{prompt}[/bin/bash][--][{REFERENCE_WG_QUICK}][strip][/nonexistent/wg0.conf]\n")
+    );
+    assert_eq!(o.code(), Some(42), "{o:?}");
+    assert_eq!(
+        o.stderr_str(),
+        format!(
+            "{prompt}[{}][strip][/nonexistent/wg0.conf]\n",
+            ours.display()
+        )
+    );
+    // No sudo at all: bash's "exec: sudo: not found" (status 127), location aside.
+    let r = as_nobody(
+        std::path::Path::new(REFERENCE_WG_QUICK),
+        "/usr/bin:/bin",
+        &args,
+    );
+    let o = as_nobody(&ours, "/usr/bin:/bin", &args);
+    assert_eq!((r.code(), o.code()), (Some(127), Some(127)), "{r:?}\n{o:?}");
+    assert_eq!(
+        super::failures::strip_bash_location(r.stderr_str().trim_end()),
+        o.stderr_str().trim_end()
+    );
+    // Help needs no root.
+    for args in [&["--help"][..], &["-h"], &["help"], &[]] {
+        let r = as_nobody(std::path::Path::new(REFERENCE_WG_QUICK), &with_stub, args);
+        let o = as_nobody(&ours, &with_stub, args);
+        if let Some(report) = compare(&r, &o) {
+            panic!("wg-quick {args:?} as nobody:\n{report}");
+        }
+    }
+}
