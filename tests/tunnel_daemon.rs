@@ -116,47 +116,50 @@ fn test_fwmark_on_the_socket() {
     assert!(!cleared.contains("fwmark"), "{cleared}");
 }
 
-#[test]
-fn test_mtu_followed_and_tunnel_survives_port_change() {
-    if !require_root() {
-        return;
-    }
-    let (a, b) = (Sandbox::new(), Sandbox::new());
-    a.veth("veth-a", &b, "veth-b");
-    a.ip("addr add 10.0.0.1/24 dev veth-a");
-    b.ip("addr add 10.0.0.2/24 dev veth-b");
+/// Two sandboxes joined by veth (underlay addresses `a_under`/`b_under` with `/prefix`), a
+/// wg-tunnel `wg0` in each, peers of each other through `[underlay]:51820`, inner addresses
+/// 10.9.0.1 and 10.9.0.2. Returns the daemons.
+fn tunnel_pair(
+    a: &Sandbox,
+    b: &Sandbox,
+    (a_under, b_under, prefix): (&str, &str, u8),
+) -> (wg_tests::UserspaceDevice, wg_tests::UserspaceDevice) {
+    a.veth("veth-a", b, "veth-b");
+    a.ip(&format!("addr add {a_under}/{prefix} dev veth-a nodad"));
+    b.ip(&format!("addr add {b_under}/{prefix} dev veth-b nodad"));
     let dev_a = a.start_wg_tunnel("wg0");
-    let _dev_b = b.start_wg_tunnel("wg0");
+    let dev_b = b.start_wg_tunnel("wg0");
     let key = |sb: &Sandbox| {
         let private = wg_ok(sb, &["genkey"]);
         let (_, public, _) = wg(sb, &["pubkey"], &private);
         (private, public.trim().to_owned())
     };
-    let ((priv_a, pub_a), (priv_b, pub_b)) = (key(&a), key(&b));
-    for (sb, private, port, peer, endpoint, inner) in [
-        (
-            &a,
-            &priv_a,
-            "51820",
-            &pub_b,
-            "10.0.0.2:51820",
-            "10.9.0.1/24",
-        ),
-        (
-            &b,
-            &priv_b,
-            "51820",
-            &pub_a,
-            "10.0.0.1:51820",
-            "10.9.0.2/24",
-        ),
+    let ((priv_a, pub_a), (priv_b, pub_b)) = (key(a), key(b));
+    let endpoint = |ip: &str| {
+        if ip.contains(':') {
+            format!("[{ip}]:51820")
+        } else {
+            format!("{ip}:51820")
+        }
+    };
+    for (sb, private, peer, under, inner) in [
+        (a, &priv_a, &pub_b, b_under, "10.9.0.1/24"),
+        (b, &priv_b, &pub_a, a_under, "10.9.0.2/24"),
     ] {
         let path = sb.host_path("/run/key");
         std::fs::write(&path, private).unwrap();
         wg_ok(
             sb,
-            &["set", "wg0", "private-key", "/run/key", "listen-port", port],
+            &[
+                "set",
+                "wg0",
+                "private-key",
+                "/run/key",
+                "listen-port",
+                "51820",
+            ],
         );
+        let endpoint = endpoint(under);
         wg_ok(
             sb,
             &[
@@ -165,7 +168,7 @@ fn test_mtu_followed_and_tunnel_survives_port_change() {
                 "peer",
                 peer,
                 "endpoint",
-                endpoint,
+                &endpoint,
                 "allowed-ips",
                 "10.9.0.0/24",
             ],
@@ -173,6 +176,16 @@ fn test_mtu_followed_and_tunnel_survives_port_change() {
         sb.ip(&format!("addr add {inner} dev wg0"));
         sb.ip("link set wg0 up");
     }
+    (dev_a, dev_b)
+}
+
+#[test]
+fn test_mtu_followed_and_tunnel_survives_port_change() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    let (dev_a, _dev_b) = tunnel_pair(&a, &b, ("10.0.0.1", "10.0.0.2", 24));
     a.sh("ping -c 1 -W 5 10.9.0.2");
     // wg-quick sets the MTU after creating the interface; the daemon follows.
     a.ip("link set wg0 mtu 1380");
@@ -187,4 +200,35 @@ fn test_mtu_followed_and_tunnel_survives_port_change() {
     let endpoints = wg_ok(&a, &["show", "wg0", "endpoints"]);
     assert!(endpoints.contains("10.0.0.2:52000"), "{endpoints}");
     a.sh("ping -c 1 -W 5 10.9.0.2");
+}
+
+#[test]
+fn test_ipv6_underlay() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    let _devs = tunnel_pair(&a, &b, ("fd00:99::1", "fd00:99::2", 64));
+    a.sh("ping -c 1 -W 5 10.9.0.2");
+    b.sh("ping -c 1 -W 5 10.9.0.1");
+    let endpoints = wg_ok(&b, &["show", "wg0", "endpoints"]);
+    assert!(endpoints.contains("[fd00:99::1]:51820"), "{endpoints}");
+}
+
+#[test]
+fn test_ipv4_underlay_with_ipv6_disabled() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    for sb in [&a, &b] {
+        sb.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    }
+    let _devs = tunnel_pair(&a, &b, ("10.0.0.1", "10.0.0.2", 24));
+    a.sh("ping -c 1 -W 5 10.9.0.2");
+    let endpoints = wg_ok(&b, &["show", "wg0", "endpoints"]);
+    assert!(
+        endpoints.contains("10.0.0.1:51820"),
+        "v4, not v4-mapped: {endpoints}"
+    );
 }
