@@ -5,9 +5,12 @@
  * the module. Only NETLINK_GENERIC sockets are faked; everything else goes to libc.
  *
  * The fake kernel answers CTRL_CMD_GETFAMILY for "wireguard" with family id NLSHIM_FAMILY (and
- * ENOENT for any other name), WG_CMD_GET_DEVICE with ENODEV, and every WG_CMD_SET_DEVICE with an
- * ACK, after appending the request's bytes to the file named by $NLSHIM_OUT. With
- * $NLSHIM_FAIL_AT=N the N-th set request (from 1) is answered with EINVAL instead.
+ * ENOENT for any other name), and every WG_CMD_SET_DEVICE with an ACK, after appending the
+ * request's bytes to the file named by $NLSHIM_OUT. With $NLSHIM_FAIL_AT=N the N-th set request
+ * (from 1) is answered with EINVAL instead. WG_CMD_GET_DEVICE is answered with the dump in the
+ * file named by $NLSHIM_DUMP: complete netlink messages, each sent as its own datagram with the
+ * request's sequence number and port filled in, then NLMSG_DONE carrying the int in
+ * $NLSHIM_DONE (default 0); without a dump file, with ENODEV.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -26,7 +29,7 @@
 #define NLSHIM_FAMILY 0x25
 #define NLSHIM_PORT 4242
 #define MAX_FAKES 16
-#define MAX_QUEUE 8
+#define MAX_QUEUE 65536
 
 struct reply {
 	size_t len;
@@ -35,7 +38,7 @@ struct reply {
 
 struct fake {
 	int fd;
-	struct reply queue[MAX_QUEUE];
+	struct reply *queue;
 	int head, count;
 };
 
@@ -57,7 +60,9 @@ static struct fake *find(int fd)
 
 static void push(struct fake *f, const void *data, size_t len)
 {
-	if (f->count == MAX_QUEUE)
+	if (!f->queue)
+		f->queue = calloc(MAX_QUEUE, sizeof(*f->queue));
+	if (!f->queue || f->count == MAX_QUEUE)
 		abort();
 	struct reply *r = &f->queue[(f->head + f->count++) % MAX_QUEUE];
 	r->data = malloc(len);
@@ -134,6 +139,35 @@ static void handle(struct fake *f, const unsigned char *msg, size_t len)
 		ack(f, req, fail_at && atoi(fail_at) == sets_seen ? EINVAL : 0);
 		return;
 	}
+	const char *dump = getenv("NLSHIM_DUMP");
+	if (req->nlmsg_type == NLSHIM_FAMILY && genl->cmd == 0 /* WG_CMD_GET_DEVICE */ && dump) {
+		static unsigned char buf[1 << 24];
+		int fd = open(dump, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf));
+		if (fd < 0 || n < 0 || n == sizeof(buf))
+			abort();
+		close(fd);
+		for (size_t at = 0; at + NLMSG_HDRLEN <= (size_t)n;) {
+			struct nlmsghdr *h = (struct nlmsghdr *)(buf + at);
+			if (h->nlmsg_len < NLMSG_HDRLEN || at + h->nlmsg_len > (size_t)n)
+				abort();
+			h->nlmsg_seq = req->nlmsg_seq;
+			h->nlmsg_pid = NLSHIM_PORT;
+			push(f, h, h->nlmsg_len);
+			at += NLMSG_ALIGN(h->nlmsg_len);
+		}
+		unsigned char done[NLMSG_HDRLEN + sizeof(int)] = { 0 };
+		struct nlmsghdr *h = (struct nlmsghdr *)done;
+		int status = getenv("NLSHIM_DONE") ? atoi(getenv("NLSHIM_DONE")) : 0;
+		h->nlmsg_len = sizeof(done);
+		h->nlmsg_type = NLMSG_DONE;
+		h->nlmsg_flags = NLM_F_MULTI;
+		h->nlmsg_seq = req->nlmsg_seq;
+		h->nlmsg_pid = NLSHIM_PORT;
+		memcpy(done + NLMSG_HDRLEN, &status, sizeof(status));
+		push(f, done, sizeof(done));
+		return;
+	}
 	ack(f, req, req->nlmsg_type == NLSHIM_FAMILY ? ENODEV : EOPNOTSUPP);
 }
 
@@ -186,6 +220,8 @@ int close(int fd)
 			f->head = (f->head + 1) % MAX_QUEUE;
 			f->count--;
 		}
+		free(f->queue);
+		f->queue = NULL;
 		f->fd = 0;
 	}
 	return real_close(fd);
