@@ -297,9 +297,9 @@ impl<'a> Runner<'a> {
     /// `cmd_up`.
     pub(crate) fn up(&mut self) -> Result<(), Failure> {
         let interface = self.interface().to_owned();
-        match rtnl::link(&interface) {
-            Ok(None) => {}
-            _ => return Err(die(self.program, &format!("`{interface}' already exists"))),
+        // `ip link show dev IF` printing anything; a failed query prints nothing.
+        if let Ok(Some(_)) = rtnl::link(&interface) {
+            return Err(die(self.program, &format!("`{interface}' already exists")));
         }
         sys::catch_interrupts();
         self.interruptible = true;
