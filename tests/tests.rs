@@ -5,8 +5,9 @@
 //! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
 //!   `scripts/install.sh` and the Debian package metadata, checked against what the code supports.
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
-//! * `netlink_wire`: the netlink messages `wg` sends to a kernel device, byte for byte against
-//!   the reference, through a fake generic netlink family loaded with `LD_PRELOAD`.
+//! * `netlink_wire`: `wg` and a kernel device without a kernel: the set requests, and the show
+//!   output of get dumps, byte for byte against the reference, through a fake generic netlink
+//!   family loaded with `LD_PRELOAD`.
 //! * `quick`: `wg-quick` (ours and the reference driving wg-tunnel) against the reference
 //!   `/usr/bin/wg-quick` in sandboxes with a real resolvconf: state snapshots, traces, failure
 //!   injection, strip/save (root only).
