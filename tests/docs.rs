@@ -1444,3 +1444,19 @@ fn wg_tunnel_runs_with_only_the_units_capabilities() {
         device.log()
     );
 }
+
+/// wg-tunnel's options, from its usage line (`Usage: wg-tunnel [-f/--foreground] …`).
+#[test]
+fn wg_tunnel_options_are_documented() {
+    let out = run(&mut Command::new(wg_tests::our_wg_tunnel()));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let usage = text(&out.stderr);
+    let options: Vec<String> = usage
+        .split(|c: char| c.is_whitespace() || "[]/".contains(c))
+        .filter(|w| w.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    assert!(options.contains(&"--foreground".to_owned()), "{usage:?}");
+    let missing = missing_from(&["man/wg-tunnel.8"], &options, man);
+    assert!(missing.is_empty(), "not documented: {missing:?}");
+}
