@@ -256,3 +256,51 @@ fn full_tunnel_without_nft_uses_iptables() {
         .ends_with("[#] iptables-restore -n\n[#] ip6tables-restore -n\n"));
     assert!(!show(&sandbox, "iptables-save; ip6tables-save").contains(marked));
 }
+
+#[test]
+fn not_root_reexecutes_through_sudo() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    if !require_root() {
+        return;
+    }
+    // A stand-in sudo that prints its arguments; run as nobody, wg-quick must hand itself and
+    // its arguments to it (the reference: `exec sudo -p PROMPT -- "$BASH" -- "$SELF" ARGS`).
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let sudo = bin.path().join("sudo");
+    fs::write(
+        &sudo,
+        "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\n",
+    )
+    .unwrap();
+    fs::set_permissions(&sudo, fs::Permissions::from_mode(0o755)).unwrap();
+    let wg_quick = cargo_bin("wg-quick");
+    let run = |path: &str| {
+        Command::new(&wg_quick)
+            .args(["strip", "wg0"])
+            .env_clear()
+            .env("PATH", path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!("{}:/usr/bin:/bin", bin.path().display()));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "[-p]\n[wg-quick must be run as root. Please enter the password for %u to continue: ]\n\
+             [--]\n[{}]\n[strip]\n[wg0]\n",
+            fs::canonicalize(&wg_quick).unwrap().display()
+        )
+    );
+    let out = run("/nonexistent");
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "wg-quick: exec: sudo: not found\n"
+    );
+}
