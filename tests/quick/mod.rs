@@ -39,6 +39,7 @@ mod configs;
 mod differential;
 mod failures;
 mod head;
+mod random;
 mod reference;
 mod strip_save;
 
