@@ -31,6 +31,8 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// The size of `struct nlmsghdr`, which a capped error message echoes.
 const NLMSG_HDRLEN: usize = 16;
+/// `RTAX_MTU`, the MTU's bit in the `RTAX_LOCK` mask.
+const RTAX_MTU: u32 = 2;
 /// The main routing table.
 pub const RT_TABLE_MAIN: u32 = 254;
 
@@ -319,7 +321,7 @@ pub struct Route {
     pub prefix_len: u8,
     /// The output interface.
     pub oif: Option<u32>,
-    /// The MTU metric (`mtu N` in `ip route` output), if any.
+    /// The MTU metric (`mtu N` in `ip route` output), if any and not locked.
     pub mtu: Option<u32>,
     /// Whether it is a unicast route (`ip route show` lists other types with a type word).
     pub unicast: bool,
@@ -345,9 +347,14 @@ fn route_from(message: &RouteMessage) -> Route {
             }
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Metrics(metrics) => {
+                // A locked MTU is printed `mtu lock N`, which wg-quick's `mtu N` pattern
+                // does not match: leave it out, as the reference does.
+                let locked = metrics
+                    .iter()
+                    .any(|m| matches!(m, RouteMetric::Lock(mask) if mask & (1 << RTAX_MTU) != 0));
                 for metric in metrics {
                     if let RouteMetric::Mtu(mtu) = metric {
-                        route.mtu = Some(*mtu);
+                        route.mtu = (!locked).then_some(*mtu);
                     }
                 }
             }
@@ -546,6 +553,18 @@ mod tests {
         assert_eq!(extack_message(&tlvs), Some("abc".into()));
         assert_eq!(extack_message(&tlvs[..8]), None);
         assert_eq!(extack_message(&[2, 0, 1]), None);
+    }
+
+    #[test]
+    fn test_route_mtu_lock() {
+        let mut message = RouteMessage::default();
+        message.attributes.push(RouteAttribute::Metrics(vec![
+            RouteMetric::Lock(1 << RTAX_MTU),
+            RouteMetric::Mtu(1400),
+        ]));
+        assert_eq!(route_from(&message).mtu, None);
+        message.attributes = vec![RouteAttribute::Metrics(vec![RouteMetric::Mtu(1300)])];
+        assert_eq!(route_from(&message).mtu, Some(1300));
     }
 
     #[test]
