@@ -19,7 +19,6 @@ use std::str::FromStr;
 use crate::cidr::{max_cidr, Warning};
 use crate::config::{ConfigError, Parser};
 use crate::model::Device;
-use crate::value::parse_decimal;
 
 /// A wg-quick configuration line that could not be parsed. `Display` is the message after
 /// the binary's `wg-quick: ` prefix.
@@ -29,8 +28,8 @@ pub enum QuickError {
     /// `SaveConfig` was neither `true` nor `false` (any case); holds the value.
     #[error("`{0}' is neither true nor false")]
     SaveConfig(String),
-    /// `MTU` was not a decimal number. The reference passes it to `ip link set mtu` and fails
-    /// there, after creating the interface; this crate refuses it up front.
+    /// `MTU` was not a number `ip link set mtu` reads (decimal, `0` octal or `0x` hex). The
+    /// reference fails there, after creating the interface; this crate refuses it up front.
     #[error("`{0}' is not a valid MTU")]
     Mtu(String),
     /// An `Address` item that `ip address add` would refuse (see [`InterfaceAddress`]). The
@@ -384,7 +383,8 @@ impl QuickParser {
             }
             "mtu" if value.is_empty() => config.mtu = None,
             "mtu" => {
-                let mtu = parse_decimal(value).and_then(|n| u32::try_from(n).ok());
+                // The reference hands the text to `ip link set mtu`, which reads a C number.
+                let mtu = c_unsigned(value);
                 config.mtu = Some(mtu.ok_or_else(|| QuickError::Mtu(value.to_owned()))?);
             }
             "dns" => {
@@ -516,6 +516,9 @@ PreDown=echo down
             parse("SaveConfig =").unwrap_err().to_string(),
             "`' is neither true nor false"
         );
+        assert_eq!(parse("MTU = 0x500").unwrap().mtu, Some(1280));
+        assert_eq!(parse("MTU = 01420").unwrap().mtu, Some(0o1420));
+        assert!(parse("MTU = 1420x").is_err());
         assert_eq!(
             parse("MTU = big").unwrap_err().to_string(),
             "`big' is not a valid MTU"
