@@ -24,7 +24,8 @@ use std::sync::OnceLock;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wg_tests::{
-    case_rng, case_selected, compare, our_wg, reference_wg, repo_root, seed, Invocation, Outcome,
+    case_rng, case_selected, compare, our_wg, reference_wg, repo_root, require_root, seed,
+    Invocation, Outcome, Sandbox,
 };
 
 use crate::set::{pick, random_allowed_ip, random_key};
@@ -713,5 +714,30 @@ fn bad_dumps_match_reference() {
                 "{dump}"
             );
         }
+    }
+}
+
+#[test]
+fn listing_survives_links_with_non_utf8_names() {
+    // Linux link names are bytes: one in another encoding must not break `wg show` (it did,
+    // with "Protocol error", while kernel links were parsed as UTF-8 strings).
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.sh(r#"ip link add "$(printf 'v\377')" type veth peer name "$(printf 'caf\351')""#);
+    let _device = sandbox.start_wg_tunnel("wgt0");
+    for args in [
+        &["show", "interfaces"][..],
+        &["show"],
+        &["show", "all", "dump"],
+    ] {
+        let inv = Invocation::new(args).in_sandbox(&sandbox);
+        let reference = inv.run(&reference_wg());
+        let ours = inv.run(&our_wg());
+        if let Some(d) = compare(&reference, &ours) {
+            panic!("wg {}: outputs differ:\n{d}", args.join(" "));
+        }
+        assert_eq!(reference.code(), Some(0), "{}", reference.stderr_str());
     }
 }

@@ -14,14 +14,11 @@ use std::ffi::CString;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use wg_config::{Device, Endpoint};
-
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::protocols::{NETLINK_GENERIC, NETLINK_ROUTE};
+use wg_config::{Device, Endpoint};
 
 use crate::netlink::{self, RawSocket};
 
@@ -52,30 +49,62 @@ pub(crate) fn family_id() -> io::Result<u16> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTONOSUPPORT))
 }
 
-/// The names of every link of kind "wireguard", in kernel order.
+/// The names of every link of kind "wireguard", in kernel order: an `RTM_GETLINK` dump read
+/// as the reference reads it. Names are bytes (Linux allows any but `/`, `:` and whitespace,
+/// so a link named in another encoding must not break the listing), and a dump interrupted
+/// because links changed meanwhile (`NLM_F_DUMP_INTR`) counts with what arrived before.
 pub(crate) fn list() -> io::Result<Vec<Vec<u8>>> {
-    let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
-    let replies = netlink::request(NETLINK_ROUTE, request, true)?;
+    const RTM_GETLINK: u16 = libc::RTM_GETLINK;
+    const IFINFOMSG_LEN: usize = 16;
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_DUMP) as u16;
+    let mut request = Vec::with_capacity(16 + IFINFOMSG_LEN);
+    request.extend_from_slice(&((16 + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    request.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
+    request.extend_from_slice(&flags.to_ne_bytes());
+    request.extend_from_slice(&[0; 8 + IFINFOMSG_LEN]); // seq, port; AF_UNSPEC, all zero
+
     let mut names = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewLink(link) = reply else {
-            continue;
-        };
-        let is_wireguard = link.attributes.iter().any(|attr| match attr {
-            LinkAttribute::LinkInfo(infos) => infos
-                .iter()
-                .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Wireguard))),
-            _ => false,
-        });
-        let name = link.attributes.iter().find_map(|attr| match attr {
-            LinkAttribute::IfName(name) => Some(name.clone().into_bytes()),
-            _ => None,
-        });
-        if let (true, Some(name)) = (is_wireguard, name) {
+    let mut socket = RawSocket::open(NETLINK_ROUTE)?;
+    let result = socket.transact(&mut request, |payload| {
+        if let Some(name) = wireguard_link_name(payload.get(IFINFOMSG_LEN..).unwrap_or_default()) {
             names.push(name);
         }
+        Ok(())
+    });
+    match result {
+        Err(e) if e.raw_os_error() != Some(libc::EINTR) => Err(e),
+        _ => Ok(names),
     }
-    Ok(names)
+}
+
+/// The name of the link described by the attributes of an `RTM_NEWLINK` message, if it is of
+/// kind "wireguard".
+fn wireguard_link_name(attrs: &[u8]) -> Option<Vec<u8>> {
+    const IFLA_IFNAME: u16 = libc::IFLA_IFNAME;
+    const IFLA_LINKINFO: u16 = libc::IFLA_LINKINFO;
+    const IFLA_INFO_KIND: u16 = libc::IFLA_INFO_KIND;
+    // A C string attribute: the bytes before the first NUL.
+    let c_str = |payload: &[u8]| {
+        payload
+            .split(|&b| b == 0)
+            .next()
+            .unwrap_or_default()
+            .to_vec()
+    };
+    let mut name = None;
+    let mut wireguard = false;
+    for attr in nla::Attrs::new(attrs) {
+        match attr.kind {
+            IFLA_IFNAME => name = Some(c_str(attr.payload)),
+            IFLA_LINKINFO => {
+                wireguard |= attr.nested().any(|info| {
+                    info.kind == IFLA_INFO_KIND && c_str(info.payload) == FAMILY_NAME.as_bytes()
+                });
+            }
+            _ => {}
+        }
+    }
+    name.filter(|_| wireguard)
 }
 
 /// Reads the state of the kernel interface `interface` (shorter than `IFNAMSIZ`, checked by
@@ -170,6 +199,35 @@ mod tests {
         // RTM_GETLINK works for everyone; this host has no WireGuard links of its own that the
         // test could rely on, so only success is asserted.
         list().expect("rtnetlink link dump");
+    }
+
+    #[test]
+    fn test_wireguard_link_name() {
+        let attr = |kind: u16, payload: &[u8]| {
+            let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(payload);
+            out.resize((out.len() + 3) & !3, 0);
+            out
+        };
+        let info = |kind: &[u8]| {
+            attr(
+                libc::IFLA_LINKINFO | 1 << 15,
+                &attr(libc::IFLA_INFO_KIND, kind),
+            )
+        };
+        let name = attr(libc::IFLA_IFNAME, b"wg\xff0\0");
+        let link = [name.clone(), attr(4, &[0; 4]), info(b"wireguard\0")].concat();
+        assert_eq!(wireguard_link_name(&link), Some(b"wg\xff0".to_vec()));
+        assert_eq!(
+            wireguard_link_name(&[name.clone(), info(b"veth\0")].concat()),
+            None
+        );
+        assert_eq!(wireguard_link_name(&[info(b"wireguard\0")].concat()), None);
+        assert_eq!(
+            wireguard_link_name(&[name, info(b"wireguard2\0")].concat()),
+            None
+        );
     }
 
     #[test]
