@@ -741,3 +741,34 @@ fn listing_survives_links_with_non_utf8_names() {
         assert_eq!(reference.code(), Some(0), "{}", reference.stderr_str());
     }
 }
+
+#[test]
+fn interrupted_dump_is_read_again() {
+    // A dump flagged NLM_F_DUMP_INTR (the device changed while it was read) is thrown away and
+    // the whole get starts over: both tools then show the complete device.
+    let dir = tempfile::tempdir().unwrap();
+    let dump_file = dir.path().join("dump.bin");
+    let mut rng = case_rng(seed(), 4_000);
+    let (dump, _) = random_dump(&mut rng, 1000);
+    std::fs::write(&dump_file, dump).unwrap();
+    let show = |wg: &Path, interrupt: bool| {
+        let mut inv = Invocation::new(["show", IFACE, "dump"])
+            .env("LD_PRELOAD", shim())
+            .env("NLSHIM_DUMP", &dump_file);
+        if interrupt {
+            inv = inv.env("NLSHIM_INTR_ONCE", "1");
+        }
+        inv.run(wg)
+    };
+    let plain = show(&reference_wg(), false);
+    assert_eq!(plain.code(), Some(0), "{}", plain.stderr_str());
+    for wg in [reference_wg(), our_wg()] {
+        let interrupted = show(&wg, true);
+        assert!(
+            compare(&plain, &interrupted).is_none(),
+            "{}: {:?}",
+            wg.display(),
+            interrupted
+        );
+    }
+}

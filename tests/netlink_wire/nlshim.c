@@ -10,7 +10,8 @@
  * (from 1) is answered with EINVAL instead. WG_CMD_GET_DEVICE is answered with the dump in the
  * file named by $NLSHIM_DUMP: complete netlink messages, each sent as its own datagram with the
  * request's sequence number and port filled in, then NLMSG_DONE carrying the int in
- * $NLSHIM_DONE (default 0); without a dump file, with ENODEV.
+ * $NLSHIM_DONE (default 0); without a dump file, with ENODEV. With $NLSHIM_INTR_ONCE set, the
+ * first dump of the process is flagged NLM_F_DUMP_INTR (the device changed under it).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -151,8 +152,11 @@ static void handle(struct fake *f, const unsigned char *msg, size_t len)
 			struct nlmsghdr *h = (struct nlmsghdr *)(buf + at);
 			if (h->nlmsg_len < NLMSG_HDRLEN || at + h->nlmsg_len > (size_t)n)
 				abort();
+			static int dumps_flagged;
 			h->nlmsg_seq = req->nlmsg_seq;
 			h->nlmsg_pid = NLSHIM_PORT;
+			if (getenv("NLSHIM_INTR_ONCE") && !dumps_flagged++)
+				h->nlmsg_flags |= NLM_F_DUMP_INTR;
 			push(f, h, h->nlmsg_len);
 			at += NLMSG_ALIGN(h->nlmsg_len);
 		}
