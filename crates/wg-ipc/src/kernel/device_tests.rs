@@ -748,3 +748,28 @@ fn test_get_request_bytes() {
     expected.extend_from_slice(&[8, 0, 2, 0, b'w', b'g', b'0', 0]);
     assert_eq!(request, expected);
 }
+
+#[test]
+fn test_dump_parser_never_panics_on_garbage() {
+    // Valid dumps with bytes flipped, cut short or extended, and plain noise: any result is
+    // fine, a panic is not.
+    let mut rng = Rng(0xbad);
+    for _ in 0..300 {
+        let state = random_state(&mut rng, 4, 20);
+        for mut message in kernel_dump(&state, 5) {
+            match rng.below(3) {
+                0 => {
+                    for _ in 0..=rng.below(8) {
+                        let at = rng.below(message.len() as u64) as usize;
+                        message[at] ^= 1 << rng.below(8);
+                    }
+                }
+                1 => message.truncate(rng.below(message.len() as u64 + 1) as usize),
+                _ => message.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+            }
+            let _ = parse_dump(&[message]);
+        }
+        let noise: Vec<u8> = (0..rng.below(200)).map(|_| rng.next() as u8).collect();
+        let _ = parse_dump(&[noise]);
+    }
+}
