@@ -202,9 +202,18 @@ fn up_change_save(tool: &Tool, case: &Case) -> (Outcome, String, u32) {
     .assert_code(0, "wg set");
     qb.sh(&format!("ip addr add 10.123.0.1/16 dev {ifname}"));
     let save = qb.wg_quick(tool, &["save", path]);
-    let saved = wg_tests::netstate::sort_peer_blocks(&wg_tests::netstate::normalise(
-        &qb.read_config(ifname),
-    ));
+    let raw = qb.read_config(ifname);
+    // normalise() trims the end: keep the file's own ending, so that is compared too.
+    let ending = &raw[raw.trim_end().len()..];
+    let saved =
+        wg_tests::netstate::sort_peer_blocks(&(wg_tests::netstate::normalise(&raw) + ending));
+    if std::env::var_os("WG_TESTS_SHOW_SNAPSHOTS").is_some() {
+        eprintln!(
+            "=== {} {tool:?} saved:\n{saved}=== save stderr:\n{}",
+            case.name,
+            save.stderr_str()
+        );
+    }
     let mode = fs::metadata(path)
         .expect("stat saved config")
         .permissions()
@@ -263,7 +272,14 @@ macro_rules! save_cases {
 
 mod save {
     use super::*;
-    save_cases!(save_config, nat_server, dns_prefix, ipv6_only);
+    save_cases!(
+        save_config,
+        nat_server,
+        dns_prefix,
+        ipv6_only,
+        road_warrior,
+        fwmark_full_tunnel
+    );
 }
 
 /// Not root: both re-execute themselves through `sudo` with the same prompt. `sudo` is replaced

@@ -93,7 +93,7 @@ pub struct Snapshot {
 }
 
 /// How long [`Snapshot::take`] waits for the state to settle.
-pub const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Snapshot {
     /// Takes a snapshot of `sandbox` once the state has settled: no IPv6 address `tentative`,
