@@ -8,6 +8,11 @@
 //! and data files to the payload; the VM writes each section's output into `/out/<section>/`,
 //! which comes back to the host, where each test checks its sections.
 //!
+//! * [`show`]: `wg show` / `showconf` in every form on kernel devices in random states, ours
+//!   against the reference byte for byte; errors for missing, foreign and module-less
+//!   interfaces.
+//! * [`changes`]: `set`, `setconf`, `addconf`, `syncconf` through ours and through the reference
+//!   give the same kernel state, including changes that need many netlink messages.
 //! * [`interop`]: kernel WireGuard and our `wg-tunnel` on the wire, each side initiating.
 //!
 //! Adding cases: write a `sections(&mut Payload)` in a submodule that adds its guest scripts
@@ -16,5 +21,8 @@
 //! Run only these tests with `cargo test -p wg-tests -- kernel::` (as root; the first run
 //! downloads the kernel package into `target/vm/`).
 
+mod changes;
 mod interop;
+mod show;
+mod states;
 mod vm;

@@ -11,6 +11,11 @@
 #   ours NAME [VAR=VAL]... -- ARGS...  the same with our wg: $D/NAME.ours.{out,err,rc}
 #   both NAME [VAR=VAL]... -- ARGS...  ref then ours, same arguments
 #   ip ARGS...                 iproute2's ip (busybox's own applet would win otherwise)
+# Start from a clean environment; each run below then exports only its own variables.
+if [ -z "$WG_VM_CLEAN" ]; then
+	exec env -i WG_VM_CLEAN=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh "$0" "$@"
+fi
+unset WG_VM_CLEAN
 out=$1
 SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 ip() { /usr/sbin/ip "$@"; }
@@ -25,17 +30,19 @@ must() {
 }
 
 # _wg KIND PATH NAME [VAR=VAL]... -- ARGS...
+# (A subshell that exports and execs: much cheaper under TCG than `env -i`.)
 _wg() {
 	kind=$1 path=$2 name=$3
 	shift 3
-	envs=
-	while [ "$1" != -- ]; do
-		envs="$envs $1"
+	(
+		while [ "$1" != -- ]; do
+			export "${1?}"
+			shift
+		done
 		shift
-	done
-	shift
-	# shellcheck disable=SC2086 # $envs is a list of VAR=VAL words
-	env -i PATH="$path" $envs wg "$@" >"$D/$name.$kind.out" 2>"$D/$name.$kind.err"
+		export PATH="$path"
+		exec wg "$@"
+	) >"$D/$name.$kind.out" 2>"$D/$name.$kind.err"
 	echo $? >"$D/$name.$kind.rc"
 }
 ref() { _wg ref "$SYS_PATH" "$@"; }

@@ -120,7 +120,6 @@ impl Section {
     }
 
     /// The outcome the guest's `ref`/`ours` helper saved as `<name>.<kind>.*`.
-    #[allow(dead_code)] // the differential sections (to come) use it
     pub(crate) fn outcome(&self, name: &str, kind: &str) -> Outcome {
         let rc = self.read_string(&format!("{name}.{kind}.rc"));
         let code: i32 = rc
@@ -147,7 +146,10 @@ impl Section {
 /// Every section of the kernel tests, in the order they run.
 fn payload() -> Payload {
     let mut p = Payload::default();
+    super::show::sections(&mut p);
+    super::changes::sections(&mut p);
     super::interop::sections(&mut p);
+    p.section("no-module", super::show::NO_MODULE_SCRIPT);
     p
 }
 
@@ -189,8 +191,12 @@ fn boot() -> Result<VmRun, String> {
     // Straight to stderr, so the cost shows in a normal run.
     let _ = writeln!(
         std::io::stderr(),
-        "kernel VM: {status} after {:.1?}; sections: {}",
+        "kernel VM: {status} after {:.1?} ({}); sections: {}",
         started.elapsed(),
+        console
+            .lines()
+            .find_map(|l| l.strip_prefix("run.sh: qemu ran "))
+            .unwrap_or("no qemu timing"),
         console
             .lines()
             .filter_map(|l| l.strip_prefix("@@SECTION@@ "))
