@@ -7,7 +7,7 @@
 //!   | Sandbox: own netns + mount ns, tmpfs /run |   | Sandbox: own netns + mount ns, tmpfs /run |
 //!   | private /etc (overlay), /etc/wireguard    |   | private /etc (overlay), /etc/wireguard    |
 //!   | openresolv as resolvconf (unpacked)       |   | openresolv as resolvconf (unpacked)       |
-//!   | case setup (dummy uplinks, routes)        |   | case setup (dummy uplinks, routes)        |
+//!   | case setup (veth uplinks, routes)         |   | case setup (veth uplinks, routes)         |
 //!   |                                           |   |                                           |
 //!   | /usr/bin/wg-quick up /tmp/…/wg0.conf      |   | target/debug/wg-quick up /tmp/…/wg0.conf  |
 //!   |   └ wireguard-go wg0 (userspace fallback) |   |   └ wg-tunnel wg0 (userspace fallback)    |
@@ -17,7 +17,7 @@
 //!
 //! * [`reference`]: the reference alone: `up` then `down` leaves the starting state; the
 //!   reference wg-quick driving our `wg-tunnel` as its userspace implementation gives the same
-//!   state as with wireguard-go, and carries a ping to a wireguard-go peer.
+//!   state as with wireguard-go, and carries pings to a wireguard-go peer (as does ours).
 //! * [`differential`]: ours against the reference on the corpus ([`configs`]): equal
 //!   snapshots after `up` and after `down` (= the start), equal `[#]` traces once the
 //!   reference's is turned into HEAD's, equal SaveConfig files.
@@ -26,8 +26,12 @@
 //!   for the reference and for ours.
 //! * [`head`]: each deliberate difference (HEAD behaviour) on a case of its own; the
 //!   `up NAME` form.
-//! * [`strip_save`]: `strip`, argument and config-file errors, and `save` of a live device
-//!   changed after `up`, byte for byte.
+//! * [`strip_save`]: `strip`, argument and config-file errors, `sudo` re-execution, and
+//!   `save` of a live device changed after `up`, byte for byte.
+//! * [`random`]: seeded random files for `strip` and random configs for `up`/`down`.
+//!
+//! Debugging: `WG_TESTS_SHOW_SNAPSHOTS=1 cargo test -p wg-tests -- quick::… --nocapture`
+//! prints each run's trace and snapshot after `up`.
 //!
 //! Configs live in host temporary directories (mode 0700) passed as paths, or in the sandbox's
 //! private `/etc/wireguard` for the `wg-quick up NAME` form; never in the host's /etc.

@@ -222,6 +222,16 @@ const PING_DEADLINE: Duration = Duration::from_secs(15);
 /// ```
 #[test]
 fn reference_drives_wg_tunnel_to_a_wireguard_go_peer() {
+    tunnel_to_a_wireguard_go_peer(&Tool::ReferenceOnWgTunnel);
+}
+
+/// The same with our wg-quick (and its default, wg-tunnel).
+#[test]
+fn ours_tunnel_to_a_wireguard_go_peer() {
+    tunnel_to_a_wireguard_go_peer(&Tool::Ours);
+}
+
+fn tunnel_to_a_wireguard_go_peer(tool: &Tool) {
     if !require_root() {
         return;
     }
@@ -261,14 +271,15 @@ fn reference_drives_wg_tunnel_to_a_wireguard_go_peer() {
     );
     let conf = conf.to_str().expect("utf-8 temp path");
     let start = a.snapshot();
-    let up = a.wg_quick(&Tool::ReferenceOnWgTunnel, &["up", conf]);
-    assert_ok(&up, "reference wg-quick up with wg-tunnel");
+    let up = a.wg_quick(tool, &["up", conf]);
+    assert_ok(&up, &format!("{tool:?}: up"));
+    let started = match tool {
+        Tool::ReferenceOnWgTunnel => format!("[#] {} wgq\n", wg_tests::our_wg_tunnel().display()),
+        _ => "[#] wg-tunnel wgq\n".to_owned(),
+    };
     assert!(
-        up.stderr_str().contains(&format!(
-            "[#] {} wgq\n",
-            wg_tests::our_wg_tunnel().display()
-        )),
-        "the reference did not start wg-tunnel:\n{up:?}"
+        up.stderr_str().contains(&started),
+        "{tool:?} did not start wg-tunnel:\n{up:?}"
     );
 
     for (from, to) in [
@@ -290,8 +301,8 @@ fn reference_drives_wg_tunnel_to_a_wireguard_go_peer() {
     }
 
     assert_ok(
-        &a.wg_quick(&Tool::ReferenceOnWgTunnel, &["down", conf]),
-        "reference wg-quick down with wg-tunnel",
+        &a.wg_quick(tool, &["down", conf]),
+        &format!("{tool:?}: down"),
     );
     start.assert_eq(&a.snapshot(), "wg-tunnel tunnel", "start", "after down");
     // `ip link delete` ends the daemon (it watches its TUN device).
