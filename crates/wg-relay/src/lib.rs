@@ -1,0 +1,1 @@
+//! wg-relay: the I/O shell around [`wg_nat::Relay`].

@@ -1,0 +1,2 @@
+//! The `wg-relay` binary.
+fn main() {}
