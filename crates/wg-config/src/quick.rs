@@ -32,71 +32,98 @@ pub enum QuickError {
     /// reference fails there, after creating the interface; this crate refuses it up front.
     #[error("`{0}' is not a valid MTU")]
     Mtu(String),
-    /// An `Address` item that `ip address add` would refuse (see [`InterfaceAddress`]). The
-    /// reference fails there, after creating the interface; this crate refuses it up front.
+    /// An `Address` item that `ip address add` would refuse (see [`InterfaceAddress`]); only
+    /// `InterfaceAddress::from_str` says this, the parser takes any text as the reference does.
     #[error("`{0}' is not a valid interface address")]
     Address(String),
 }
 
-/// One `Address` item: an IP address with an optional prefix length, as `ip address add`
-/// takes it, and the text it was written as (which `Display` gives back, as the reference's
-/// `ip -4 address add <text> dev …` trace shows it).
+/// One `Address` item as wg-quick takes it: any text, handed to `ip address add` (so
+/// `Display` gives it back as written, as the reference's `ip -4 address add <text> dev …`
+/// trace shows it), and the address and prefix length `ip` reads from it, if it can.
+///
+/// `ip` reads it with iproute2's `get_prefix`: IPv6 (if the text has a `:`) as `inet_pton`;
+/// IPv4 as one to four dot-separated C numbers (decimal, `0` octal or `0x` hex; missing parts
+/// are 0, so `10.1` is 10.1.0.0); the prefix a C number or, for IPv4, a dotted netmask, at most
+/// 32 or 128. Text `ip` cannot read makes the reference fail at that step, after the interface
+/// exists; `FromStr` refuses it at once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InterfaceAddress {
-    /// The address.
-    pub addr: IpAddr,
-    /// The prefix length, if given (`ip` defaults to a host prefix).
-    pub prefix: Option<u8>,
     /// The item as written.
     text: String,
+    /// The address and the prefix length if given (`ip` defaults to a host prefix), as `ip`
+    /// reads them; `None` if it cannot.
+    parsed: Option<(IpAddr, Option<u8>)>,
 }
 
 impl InterfaceAddress {
+    /// Takes any text, as the reference does.
+    pub fn new(text: &str) -> InterfaceAddress {
+        InterfaceAddress {
+            text: text.to_owned(),
+            parsed: iproute_prefix(text),
+        }
+    }
+
+    /// The address, if `ip` can read the text.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.parsed.map(|(addr, _)| addr)
+    }
+
+    /// The prefix length, if given and `ip` can read the text.
+    pub fn prefix(&self) -> Option<u8> {
+        self.parsed.and_then(|(_, prefix)| prefix)
+    }
+
     /// Whether wg-quick adds it with `ip -6` (the text contains `:`).
     pub fn is_ipv6(&self) -> bool {
-        self.addr.is_ipv6()
+        self.text.contains(':')
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 impl FromStr for InterfaceAddress {
     type Err = QuickError;
 
-    /// `ip[/prefix]`, read as iproute2's `get_prefix` reads it, since the reference hands the
-    /// text to `ip address add`: IPv6 (if the text has a `:`) as `inet_pton`; IPv4 as one to
-    /// four dot-separated C numbers (decimal, `0` octal or `0x` hex; missing parts are 0, so
-    /// `10.1` is 10.1.0.0); the prefix a C number or, for IPv4, a dotted netmask, at most 32
-    /// or 128. What `ip` would refuse is refused here, before anything is created.
+    /// Like [`InterfaceAddress::new`], but refuses text `ip` cannot read.
     fn from_str(s: &str) -> Result<Self, QuickError> {
-        let invalid = || QuickError::Address(s.to_owned());
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, prefix)) => (ip, Some(prefix)),
-            None => (s, None),
-        };
-        let addr = if ip.contains(':') {
-            IpAddr::V6(ip.parse::<Ipv6Addr>().map_err(|_| invalid())?)
-        } else {
-            IpAddr::V4(iproute_ipv4(ip).ok_or_else(invalid)?)
-        };
-        let prefix = match prefix {
-            None => None,
-            Some(text) => {
-                let len = c_unsigned(text).or_else(|| match addr {
-                    IpAddr::V4(_) => netmask_length(iproute_ipv4(text)?),
-                    IpAddr::V6(_) => None,
-                });
-                Some(
-                    len.and_then(|n| u8::try_from(n).ok())
-                        .filter(|&n| n <= max_cidr(addr))
-                        .ok_or_else(invalid)?,
-                )
-            }
-        };
-        Ok(InterfaceAddress {
-            addr,
-            prefix,
-            text: s.to_owned(),
-        })
+        let address = InterfaceAddress::new(s);
+        match address.parsed {
+            Some(_) => Ok(address),
+            None => Err(QuickError::Address(s.to_owned())),
+        }
     }
+}
+
+/// `ip[/prefix]` as iproute2's `get_prefix` reads it (see [`InterfaceAddress`]).
+fn iproute_prefix(s: &str) -> Option<(IpAddr, Option<u8>)> {
+    let (ip, prefix) = match s.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (s, None),
+    };
+    let addr = if ip.contains(':') {
+        IpAddr::V6(ip.parse::<Ipv6Addr>().ok()?)
+    } else {
+        IpAddr::V4(iproute_ipv4(ip)?)
+    };
+    let prefix = match prefix {
+        None => None,
+        Some(text) => {
+            let len = c_unsigned(text).or_else(|| match addr {
+                IpAddr::V4(_) => netmask_length(iproute_ipv4(text)?),
+                IpAddr::V6(_) => None,
+            });
+            Some(
+                len.and_then(|n| u8::try_from(n).ok())
+                    .filter(|&n| n <= max_cidr(addr))?,
+            )
+        }
+    };
+    Some((addr, prefix))
 }
 
 /// `strtoul(text, &end, 0)` over the whole text, as iproute2's `get_unsigned`: decimal, `0`
@@ -378,7 +405,7 @@ impl QuickParser {
         match key.to_ascii_lowercase().as_str() {
             "address" => {
                 for word in words(value) {
-                    config.addresses.push(word.parse()?);
+                    config.addresses.push(InterfaceAddress::new(word));
                 }
             }
             "mtu" if value.is_empty() => config.mtu = None,
@@ -423,7 +450,13 @@ impl QuickParser {
         let mut parser = QuickParser::new();
         // Not `str::lines`, which would also eat the `\r` of a CRLF line; bash keeps it.
         for line in text.split_inclusive('\n') {
-            parser.line(line.strip_suffix('\n').unwrap_or(line))?;
+            match line.strip_suffix('\n') {
+                Some(line) => parser.line(line)?,
+                // `read -r line || [[ -n $line ]]`: a last line without a newline counts only
+                // if something is left once `read` has trimmed its blanks.
+                None if line.trim_matches([' ', '\t']).is_empty() => {}
+                None => parser.line(line)?,
+            }
         }
         Ok(parser.finish())
     }
@@ -465,8 +498,8 @@ PreDown=echo down
         assert_eq!(addresses, ["10.0.0.1/24", "fd00::1/64", "10.0.0.2"]);
         let upper: InterfaceAddress = "FD00::0001/64".parse().unwrap();
         assert_eq!(upper.to_string(), "FD00::0001/64");
-        assert_eq!(upper.addr, "fd00::1".parse::<IpAddr>().unwrap());
-        assert_eq!(upper.prefix, Some(64));
+        assert_eq!(upper.addr(), Some("fd00::1".parse::<IpAddr>().unwrap()));
+        assert_eq!(upper.prefix(), Some(64));
         assert_eq!(config.dns, ["1.1.1.1", "2606:4700::1111"]);
         assert_eq!(config.dns_search, ["example.com"]);
         assert_eq!(config.mtu, Some(1420));
@@ -524,14 +557,20 @@ PreDown=echo down
             "`big' is not a valid MTU"
         );
         assert_eq!(
-            parse("Address = 10.0.0.256/24").unwrap_err().to_string(),
+            "10.0.0.256/24"
+                .parse::<InterfaceAddress>()
+                .unwrap_err()
+                .to_string(),
             "`10.0.0.256/24' is not a valid interface address"
         );
-        assert!(parse("Address = 10.0.0.1/33").is_err());
+        // The parser takes any text; `ip` fails on it later, as in the reference.
+        let bad = &parse("Address = 10.0.0.1/33, fd00::1").unwrap().addresses;
+        assert_eq!((bad[0].as_str(), bad[0].addr()), ("10.0.0.1/33", None));
+        assert!(bad[1].is_ipv6() && !bad[0].is_ipv6());
         // iproute2's parsing, which the reference relies on.
         let address = |text: &str| {
             let a: InterfaceAddress = text.parse().unwrap();
-            (a.addr.to_string(), a.prefix)
+            (a.addr().unwrap().to_string(), a.prefix())
         };
         assert_eq!(address("10.1/8"), ("10.1.0.0".into(), Some(8)));
         assert_eq!(address("010.0.0.1/024"), ("8.0.0.1".into(), Some(20)));
@@ -563,6 +602,15 @@ PreDown=echo down
         let outside = QuickParser::parse_str("MTU = 1\n[Peer]\nDNS = 1.1.1.1\n").unwrap();
         assert_eq!(outside.mtu, None);
         assert_eq!(outside.wg_config, "MTU = 1\n[Peer]\nDNS = 1.1.1.1\n");
+        // A last line of only blanks and no newline is no line at all.
+        assert_eq!(
+            QuickParser::parse_str("[Peer]\n \t").unwrap().wg_config,
+            "[Peer]\n"
+        );
+        assert_eq!(
+            QuickParser::parse_str("[Peer]\n \t\n").unwrap().wg_config,
+            "[Peer]\n\n"
+        );
         // CR is not IFS whitespace, so it stays in the wg text (wg strips it later).
         assert_eq!(
             QuickParser::parse_str("[Peer]\r\n").unwrap().wg_config,

@@ -67,17 +67,11 @@ pub(crate) fn load(arg: &OsStr) -> Result<ConfigFile, String> {
     let path = fs::canonicalize(&path).map_err(|e| format!("`{shown}': {e}"))?;
     warn_if_world_accessible(&path);
     let text = fs::read(&path).map_err(|e| format!("`{shown}': {e}"))?;
-    let mut parser = QuickParser::new();
-    let text = latin1(&text);
-    for line in text.split_inclusive('\n') {
-        parser
-            .line(line.strip_suffix('\n').unwrap_or(line))
-            .map_err(|e| e.to_string())?;
-    }
+    let config = QuickParser::parse_str(&latin1(&text)).map_err(|e| e.to_string())?;
     Ok(ConfigFile {
         path,
         interface,
-        config: parser.finish(),
+        config,
     })
 }
 

@@ -145,8 +145,17 @@ impl<'a> Runner<'a> {
                 status => Err(Failure(status)),
             },
             Op::AddAddress(address) => {
+                let Some(addr) = address.addr() else {
+                    // iproute2's words for text it cannot read as a prefix.
+                    let family = if address.is_ipv6() { "inet6" } else { "inet" };
+                    stderr(
+                        format!("Error: {family} prefix is expected rather than \"{address}\".\n")
+                            .as_bytes(),
+                    );
+                    return Err(Failure(1));
+                };
                 let index = self.index()?;
-                ip(rtnl::address_add(index, address.addr, address.prefix))
+                ip(rtnl::address_add(index, addr, address.prefix()))
             }
             Op::SetMtuUp(mtu) => ip(rtnl::link_set_mtu_up(self.index()?, *mtu)),
             Op::SetDns { name, input } => {

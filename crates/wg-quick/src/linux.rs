@@ -82,7 +82,14 @@ pub(crate) fn endpoint_mtus(interface: &str) -> Vec<Option<u32>> {
             }
             _ => None,
         })
-        .map(|addr| rtnl::route_get(addr).ok().as_ref().and_then(route_mtu))
+        .map(|addr| match rtnl::route_get(addr) {
+            Ok(route) => route_mtu(&route),
+            // `ip route get`'s stderr is not redirected in the reference.
+            Err(e) => {
+                crate::exec::stderr(format!("{e}\n").as_bytes());
+                None
+            }
+        })
         .collect()
 }
 
