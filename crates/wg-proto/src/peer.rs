@@ -216,6 +216,7 @@ impl Peer {
         ctx: &mut Ctx<'_>,
         now: Instant,
         seconds: Option<u16>,
+        up: bool,
     ) {
         let interval = seconds
             .filter(|&s| s > 0)
@@ -225,7 +226,7 @@ impl Peer {
         if interval.is_none() {
             self.timers.stop(Timer::PersistentKeepalive);
         }
-        if turned_on && self.endpoint.is_some() {
+        if turned_on && up && self.endpoint.is_some() {
             self.send_keepalive(ctx, now);
         }
     }
@@ -714,6 +715,24 @@ impl Peer {
         }
         self.on_data_received(now);
         Received::Packet(buf)
+    }
+
+    /// The interface went down (the kernel's `wg_stop`): forget sessions, the handshake in
+    /// flight, staged packets and timers. Configuration, the endpoint and statistics stay.
+    pub(crate) fn stop(&mut self, ctx: &mut Ctx<'_>) {
+        let (c, p, n) = (self.current.take(), self.previous.take(), self.next.take());
+        ctx.drop_keypair(c);
+        ctx.drop_keypair(p);
+        ctx.drop_keypair(n);
+        if let Some(h) = self.handshake.take() {
+            ctx.release_index(h.sender_index());
+        }
+        self.purge_staged(ctx);
+        self.timers.clear();
+        self.last_sent_handshake = None;
+        self.handshake_attempts = 0;
+        self.sent_lastminute_handshake = false;
+        self.need_another_keepalive = false;
     }
 
     /// Forgets all state on removal, releasing indices and buffers.

@@ -141,6 +141,10 @@ pub struct Counters {
     pub tx_dropped_handshake_gave_up: u64,
     /// Datagrams dropped because the `poll_transmit` buffer was too small.
     pub tx_dropped_buffer_too_small: u64,
+    /// Datagrams received while the interface was down.
+    pub rx_dropped_down: u64,
+    /// Packets to send while the interface was down.
+    pub tx_dropped_down: u64,
 }
 
 /// Queued datagrams and a pool of reusable buffers.
@@ -228,6 +232,8 @@ pub struct Tunnel {
     allowed_ips: AllowedIps<PeerId>,
     next_peer: u32,
     wall: WallClock,
+    /// Whether the interface is up: while down nothing is sent or received.
+    up: bool,
     forced_under_load: bool,
     last_under_load: Option<Instant>,
     handshakes: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -274,6 +280,7 @@ impl Tunnel {
                 at: now,
                 since_epoch,
             },
+            up: true,
             forced_under_load: false,
             last_under_load: None,
             handshakes: VecDeque::new(),
@@ -397,7 +404,7 @@ impl Tunnel {
         for (addr, cidr) in config.allowed_ips {
             self.allowed_ips.insert(addr, cidr, id);
         }
-        if keepalive {
+        if keepalive && self.up {
             self.with_peer(now, id, |peer, ctx| peer.send_keepalive(ctx, now));
         }
         self.reschedule(id);
@@ -447,10 +454,47 @@ impl Tunnel {
         id: PeerId,
         seconds: Option<u16>,
     ) -> bool {
+        let up = self.up;
         self.with_peer(now, id, |peer, ctx| {
-            peer.set_persistent_keepalive(ctx, now, seconds)
+            peer.set_persistent_keepalive(ctx, now, seconds, up)
         })
         .is_some()
+    }
+
+    /// Whether the interface is up.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// The interface went up or down (a new tunnel is up). As the kernel's `wg_stop`, going
+    /// down forgets every peer's sessions, handshake in flight, staged packets and timers, and
+    /// while down nothing is sent, received or scheduled. As its `wg_open`, going up sends a
+    /// keepalive (so a handshake) to every peer with a persistent keepalive and an endpoint.
+    pub fn set_up(&mut self, now: Instant, up: bool) {
+        if up == self.up {
+            return;
+        }
+        self.up = up;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.with_peer(now, id, |peer, ctx| {
+                if up {
+                    if peer.persistent_keepalive().is_some() && peer.endpoint().is_some() {
+                        peer.send_keepalive(ctx, now);
+                    }
+                } else {
+                    peer.stop(ctx);
+                }
+            });
+        }
+        if !up {
+            for (_, buf) in self.handshakes.drain(..) {
+                self.outbox.recycle(buf);
+            }
+            while let Some((_, buf)) = self.outbox.queue.pop_front() {
+                self.outbox.recycle(buf);
+            }
+        }
     }
 
     /// Removes a peer and all of its allowed IPs and state. Returns whether it existed.
@@ -588,6 +632,10 @@ impl Tunnel {
 
     /// Processes one UDP datagram received from `from`.
     pub fn handle_incoming(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if !self.up {
+            self.counters.rx_dropped_down += 1;
+            return;
+        }
         match MessageType::classify(datagram) {
             Some(MessageType::HandshakeInitiation | MessageType::HandshakeResponse) => {
                 self.queue_handshake(from, datagram)
@@ -762,6 +810,10 @@ impl Tunnel {
     /// Processes one IP packet read from the TUN device: routes it by destination to a peer
     /// and encrypts it, or stages it and starts a handshake.
     pub fn handle_outgoing(&mut self, now: Instant, packet: &[u8]) {
+        if !self.up {
+            self.counters.tx_dropped_down += 1;
+            return;
+        }
         let Some((_, _, dst)) = parse_inner(packet) else {
             self.counters.tx_dropped_no_route += 1;
             return;

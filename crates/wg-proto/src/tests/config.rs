@@ -190,3 +190,51 @@ fn test_cookie_checker_follows_private_key() {
     assert_eq!(pair.b.counters().rx_dropped_mac, 1);
     assert_eq!(pair.b.counters().rx_dropped_unknown_peer, 0);
 }
+
+#[test]
+fn test_down_forgets_sessions_and_up_sends_keepalive() {
+    let mut pair = Pair::with(PairConfig {
+        a_keepalive: Some(25),
+        ..Default::default()
+    });
+    assert_eq!(pair.a_handshakes, vec![secs(0)]);
+    let now = pair.now;
+    pair.a.set_up(now, false);
+    assert!(!pair.a.is_up());
+    assert!(!pair.a.peer(pair.a_peer).unwrap().has_key_material());
+    assert_eq!(pair.a.index_count(), 0);
+    assert_eq!(pair.a.poll_timeout(), None, "no timer runs while down");
+    let sent = pair.log.len();
+    pair.send_a(b"while down");
+    assert_eq!(pair.log.len(), sent, "nothing is sent while down");
+    assert_eq!(pair.a.counters().tx_dropped_down, 1);
+    // B still has its session and sends; A, down, drops it.
+    pair.send_b(b"to a down peer");
+    assert!(pair.a_delivered.is_empty());
+    assert_eq!(pair.a.counters().rx_dropped_down, 1);
+    // Up again: the persistent keepalive starts a handshake at once.
+    pair.advance_to(secs(30));
+    let now = pair.now;
+    pair.a.set_up(now, true);
+    pair.drive();
+    assert_eq!(pair.a_handshakes, vec![secs(0), secs(30)]);
+    pair.send_a(b"up");
+    assert_eq!(pair.b_delivered.last().unwrap().1[20..], b"up"[..]);
+}
+
+#[test]
+fn test_configured_while_down_acts_on_up() {
+    let mut pair = Pair::new();
+    let now = pair.now;
+    pair.a.set_up(now, false);
+    // A keepalive turned on while down sends nothing until the interface is up.
+    assert!(pair.a.set_persistent_keepalive(now, pair.a_peer, Some(25)));
+    pair.drive();
+    assert!(pair.log.is_empty());
+    pair.advance_to(secs(3));
+    let now = pair.now;
+    pair.a.set_up(now, true);
+    pair.drive();
+    assert_eq!(pair.a_handshakes, vec![secs(3)]);
+    assert_eq!(count(&pair, Side::A, HandshakeInitiation), 1);
+}
