@@ -200,6 +200,14 @@ fn test_mtu_followed_and_tunnel_survives_port_change() {
     let endpoints = wg_ok(&a, &["show", "wg0", "endpoints"]);
     assert!(endpoints.contains("10.0.0.2:52000"), "{endpoints}");
     a.sh("ping -c 1 -W 5 10.9.0.2");
+    // Down and up again (sessions end, as in the kernel): the tunnel comes back.
+    a.ip("link set wg0 down");
+    wait_for("the link going down to be logged", || {
+        dev_a.log().contains("interface is down")
+    });
+    a.ip("link set wg0 up");
+    a.ip("addr replace 10.9.0.1/24 dev wg0");
+    a.sh("ping -c 1 -W 5 10.9.0.2");
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub struct Interface {
     mtu: usize,
     /// Where non-WireGuard datagrams go.
     foreign: Box<dyn ForeignDatagrams>,
+    /// Whether the interface is up; a fresh TUN device is down.
+    up: bool,
 }
 
 impl Interface {
@@ -69,6 +71,7 @@ impl Interface {
             carried: HashMap::new(),
             mtu: crate::tun::DEFAULT_MTU as usize,
             foreign: Box::new(DropForeign::default()),
+            up: false,
         })
     }
 
@@ -243,6 +246,22 @@ impl Interface {
         }
     }
 
+    /// The interface went up or down (`ip link set wg0 up`): as the kernel, sessions end when
+    /// it goes down, and peers with a persistent keepalive handshake when it comes up.
+    pub fn set_link_up(&mut self, now: Instant, up: bool) {
+        if up != self.up {
+            info!(
+                &self.ifname,
+                "interface is {}",
+                if up { "up" } else { "down" }
+            );
+        }
+        self.up = up;
+        if let Some(tunnel) = &mut self.tunnel {
+            tunnel.set_up(now, up);
+        }
+    }
+
     /// Applies a `set` delta (already fully parsed and validated by the UAPI server).
     ///
     /// A new listen port (`0`: a random one) is bound before the old socket is closed, so a
@@ -358,6 +377,7 @@ impl Interface {
         })?;
         let mut tunnel = Tunnel::new(*key.as_bytes(), seed, now, since_epoch);
         tunnel.set_mtu(Some(self.mtu));
+        tunnel.set_up(now, self.up);
         for peer in &self.model.peers {
             add_peer(&self.ifname, &mut tunnel, now, peer);
         }
@@ -508,6 +528,7 @@ mod tests {
     #[test]
     fn test_peer_settings_change_in_place() {
         let mut iface = Interface::new("t0").unwrap();
+        iface.set_link_up(Instant::now(), true);
         let body = format!(
             "private_key={}\npublic_key={PEER}\nendpoint=127.0.0.1:9\nallowed_ip=10.1.0.0/16",
             "a0".repeat(32)
@@ -586,6 +607,7 @@ mod tests {
     #[test]
     fn test_non_wireguard_datagrams_go_to_the_foreign_consumer() {
         let mut iface = Interface::new("t0").unwrap();
+        iface.set_link_up(Instant::now(), true);
         let echo = Echo::default();
         let seen = echo.seen.clone();
         iface.set_foreign(Box::new(echo));

@@ -74,6 +74,8 @@ pub fn run(
     let mut out = Batch::for_data_path();
     let mut fds: Vec<PollFd> = Vec::new();
     let mut backlog = 0;
+    // The link's state before any notification: someone may have changed it already.
+    let mut link_changed = true;
     loop {
         let timeout = match iface.poll_timeout() {
             _ if backlog > 0 => 0,
@@ -116,10 +118,15 @@ pub fn run(
                 return Ok(Exit::SocketRemoved);
             }
         }
-        if fds[5].revents != 0 && links.drain() {
+        link_changed |= fds[5].revents != 0 && links.drain();
+        if std::mem::take(&mut link_changed) {
             match tun.mtu() {
                 Ok(mtu) => iface.set_mtu(mtu),
                 Err(e) => debug!(&ifname, "cannot read the MTU: {e}"),
+            }
+            match tun.is_up() {
+                Ok(up) => iface.set_link_up(now, up),
+                Err(e) => debug!(&ifname, "cannot read the link state: {e}"),
             }
         }
         if fds[1].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {

@@ -150,9 +150,6 @@ fn serve(tun: &Tun, uapi: &UapiListener) -> Result<Exit, Error> {
     let socket_watch = sys::watch_unlink(uapi.path()).map_err(Error::Signals)?;
     let links = LinkMonitor::new().map_err(Error::Signals)?;
     let mut iface = Interface::new(tun.name()).map_err(Error::Bind)?;
-    if let Ok(mtu) = tun.mtu() {
-        iface.set_mtu(mtu);
-    }
     let watch = event_loop::Watch {
         signals: &signals,
         socket_watch: &socket_watch,

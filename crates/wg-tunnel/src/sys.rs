@@ -16,6 +16,8 @@ pub(crate) const IFNAMSIZ: usize = 16;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `SIOCSIFMTU` from `<linux/sockios.h>`.
 const SIOCSIFMTU: libc::c_ulong = 0x8922;
+/// `SIOCGIFFLAGS` from `<linux/sockios.h>`.
+const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
 /// `SIOCGIFMTU` from `<linux/sockios.h>`.
 const SIOCGIFMTU: libc::c_ulong = 0x8921;
 /// `RTMGRP_LINK` from `<linux/rtnetlink.h>`: link (interface) change notifications.
@@ -111,6 +113,19 @@ pub(crate) fn get_mtu(name: &str) -> io::Result<u32> {
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFMTU, &mut req as *mut IfReq) })?;
     let mtu = libc::c_int::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
     u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The flags (`IFF_*`) of interface `name`.
+pub(crate) fn get_flags(name: &str) -> io::Result<libc::c_short> {
+    let mut req = IfReq::new(name)?;
+    // SAFETY: socket(2) takes no pointers; the result is checked before being owned.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes `ifr_flags` into one `struct
+    // ifreq`; `req` is one and outlives the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, &mut req as *mut IfReq) })?;
+    Ok(libc::c_short::from_ne_bytes([req.data[0], req.data[1]]))
 }
 
 /// The index of interface `name`.

@@ -49,6 +49,12 @@ impl Tun {
         (&self.file).read(buf)
     }
 
+    /// Whether the interface is administratively up (`IFF_UP`).
+    pub fn is_up(&self) -> io::Result<bool> {
+        let flags = sys::get_flags(&sys::if_name(self.index)?)?;
+        Ok(flags & libc::IFF_UP as libc::c_short != 0)
+    }
+
     /// Reads IP packets into the free slots of `batch` until none is waiting or the batch is
     /// full. An error other than `WouldBlock` is returned (even if some packets were read:
     /// they stay in the batch); [`is_gone`](Self::is_gone) tells whether it is fatal.
