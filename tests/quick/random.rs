@@ -1,9 +1,9 @@
 //! Seeded random configs (`wg_tests::case_rng`; `WG_TESTS_SEED` explores others,
 //! `WG_TESTS_CASE=N` reruns one):
 //!
-//! * `strip`: 150 generated files (keys in any case, odd spacing and comments, sections in any
+//! * `strip`: 60 generated files (keys in any case, odd spacing and comments, sections in any
 //!   order, hooks with `#`, blank and junk lines), ours against the reference byte for byte;
-//! * `up`/`down`: 12 generated configs (addresses, allowed IPs of every length, Table, FwMark,
+//! * `up`/`down`: 8 generated configs (addresses, allowed IPs of every length, Table, FwMark,
 //!   DNS, MTU, hooks, several peers with routed endpoints), ours against the reference: the
 //!   same status, HEAD-normalised traces and snapshots after `up` and after `down`.
 
@@ -121,7 +121,7 @@ fn strip_random_files_match_the_reference() {
     let p = path.to_str().expect("utf-8 path");
     let ours = wg_tests::cargo_bin("wg-quick");
     let mut failures = Vec::new();
-    for case in 0..150 {
+    for case in 0..60 {
         if !case_selected(case) {
             continue;
         }
@@ -361,21 +361,21 @@ fn random_up_down(cases: std::ops::Range<u64>) {
 }
 
 #[test]
-fn up_down_random_0_to_2() {
-    random_up_down(0..3);
+fn up_down_random_0_to_1() {
+    random_up_down(0..2);
 }
 
 #[test]
-fn up_down_random_3_to_5() {
-    random_up_down(3..6);
+fn up_down_random_2_to_3() {
+    random_up_down(2..4);
 }
 
 #[test]
-fn up_down_random_6_to_8() {
-    random_up_down(6..9);
+fn up_down_random_4_to_5() {
+    random_up_down(4..6);
 }
 
 #[test]
-fn up_down_random_9_to_11() {
-    random_up_down(9..12);
+fn up_down_random_6_to_7() {
+    random_up_down(6..8);
 }
