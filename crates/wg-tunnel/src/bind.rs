@@ -25,18 +25,31 @@ impl Bind {
     /// Binds to `port` on all addresses (`0`: a random port), with firewall mark `fwmark`
     /// (`0`: none).
     pub fn new(port: u16, fwmark: u32) -> io::Result<Bind> {
-        let (socket, dual_stack) = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
-            Ok(socket) => (socket, true),
+        match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
+            Ok(socket) => Bind::from_socket(socket, true, fwmark),
+            // No IPv6 in this kernel (ipv6.disable=1) or namespace.
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
                 ) =>
             {
-                (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?, false)
+                Bind::new_ipv4_only(port, fwmark)
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The fallback where IPv6 does not exist: an IPv4-only socket.
+    pub fn new_ipv4_only(port: u16, fwmark: u32) -> io::Result<Bind> {
+        Bind::from_socket(
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?,
+            false,
+            fwmark,
+        )
+    }
+
+    fn from_socket(socket: UdpSocket, dual_stack: bool, fwmark: u32) -> io::Result<Bind> {
         socket.set_nonblocking(true)?;
         if fwmark != 0 {
             sys::set_mark(socket.as_fd(), fwmark)?;
@@ -148,6 +161,32 @@ mod tests {
         assert_eq!(canonical(mapped), "10.0.0.1:51820".parse().unwrap());
         let v6: SocketAddr = "[fd00::1]:5".parse().unwrap();
         assert_eq!(canonical(v6), v6);
+    }
+
+    #[test]
+    fn test_ipv4_only_fallback() {
+        let a = Bind::new_ipv4_only(0, 0).unwrap();
+        let b = Bind::new(0, 0).unwrap();
+        assert!(!a.is_dual_stack());
+        a.send_to(b"v4", SocketAddr::from((Ipv4Addr::LOCALHOST, b.port())))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let start = std::time::Instant::now();
+        let (len, from) = loop {
+            match b.recv_from(&mut buf) {
+                Ok(r) => break r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(start.elapsed().as_secs() < 5, "no datagram");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!((&buf[..len], from.port()), (&b"v4"[..], a.port()));
+        // An IPv6 peer is an error for that datagram, not a crash.
+        assert!(a
+            .send_to(b"v6", SocketAddr::from((Ipv6Addr::LOCALHOST, b.port())))
+            .is_err());
     }
 
     #[test]
