@@ -28,8 +28,8 @@ pub enum QuickError {
     /// `SaveConfig` was neither `true` nor `false` (any case); holds the value.
     #[error("`{0}' is neither true nor false")]
     SaveConfig(String),
-    /// `MTU` was not a number `ip link set mtu` reads (decimal, `0` octal or `0x` hex). The
-    /// reference fails there, after creating the interface; this crate refuses it up front.
+    /// An `MTU` that `ip link set mtu` would refuse (see [`Mtu`]); only `Mtu::from_str` says
+    /// this, the parser takes any text as the reference does.
     #[error("`{0}' is not a valid MTU")]
     Mtu(String),
     /// An `Address` item that `ip address add` would refuse (see [`InterfaceAddress`]); only
@@ -187,6 +187,62 @@ impl fmt::Display for InterfaceAddress {
     }
 }
 
+/// The `MTU` setting: the text as written, which the reference hands to `ip link set mtu`
+/// (so `Display` gives it back, as its trace shows it), and the value `ip` reads from it, a C
+/// number (decimal, `0` octal or `0x` hex), if it can. Text `ip` cannot read makes the
+/// reference fail at that step, after the interface exists; `FromStr` refuses it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mtu {
+    /// The value as written.
+    text: String,
+    /// What `ip` reads from it.
+    value: Option<u32>,
+}
+
+impl Mtu {
+    /// Takes any text, as the reference does.
+    pub fn new(text: &str) -> Mtu {
+        Mtu {
+            text: text.to_owned(),
+            value: c_unsigned(text),
+        }
+    }
+
+    /// The MTU, if `ip` can read the text.
+    pub fn value(&self) -> Option<u32> {
+        self.value
+    }
+}
+
+impl From<u32> for Mtu {
+    fn from(value: u32) -> Mtu {
+        Mtu {
+            text: value.to_string(),
+            value: Some(value),
+        }
+    }
+}
+
+impl FromStr for Mtu {
+    type Err = QuickError;
+
+    /// Like [`Mtu::new`], but refuses text `ip` cannot read.
+    fn from_str(s: &str) -> Result<Mtu, QuickError> {
+        let mtu = Mtu::new(s);
+        match mtu.value {
+            Some(_) => Ok(mtu),
+            None => Err(QuickError::Mtu(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Mtu {
+    /// The value exactly as written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// The `Table` setting. The text is kept verbatim: `Display` gives back what was written.
 ///
 /// The special words are matched case-sensitively, as the reference compares them after
@@ -240,7 +296,7 @@ pub struct QuickConfig {
     /// Other `DNS` items: search domains, verbatim.
     pub dns_search: Vec<String>,
     /// `MTU`; `None` (also for an empty value) means automatic.
-    pub mtu: Option<u32>,
+    pub mtu: Option<Mtu>,
     /// `Table`; `None` (also for an empty value) behaves as `auto`.
     pub table: Option<Table>,
     /// `PreUp` commands in order, verbatim including any `#…`.
@@ -275,7 +331,7 @@ impl QuickConfig {
                 .chain(&self.dns_search)
                 .map(|d| format!("DNS = {d}")),
         );
-        lines.extend(self.mtu.map(|mtu| format!("MTU = {mtu}")));
+        lines.extend(self.mtu.as_ref().map(|mtu| format!("MTU = {mtu}")));
         lines.extend(self.table.as_ref().map(|table| format!("Table = {table}")));
         if self.save_config {
             lines.push("SaveConfig = true".to_owned());
@@ -409,11 +465,7 @@ impl QuickParser {
                 }
             }
             "mtu" if value.is_empty() => config.mtu = None,
-            "mtu" => {
-                // The reference hands the text to `ip link set mtu`, which reads a C number.
-                let mtu = c_unsigned(value);
-                config.mtu = Some(mtu.ok_or_else(|| QuickError::Mtu(value.to_owned()))?);
-            }
+            "mtu" => config.mtu = Some(Mtu::new(value)),
             "dns" => {
                 for word in words(value) {
                     let nameserver =
@@ -502,7 +554,7 @@ PreDown=echo down
         assert_eq!(upper.prefix(), Some(64));
         assert_eq!(config.dns, ["1.1.1.1", "2606:4700::1111"]);
         assert_eq!(config.dns_search, ["example.com"]);
-        assert_eq!(config.mtu, Some(1420));
+        assert_eq!(config.mtu, Some(Mtu::from(1420)));
         assert_eq!(config.table, Some(Table::Off));
         assert_eq!(
             config.post_up,
@@ -549,11 +601,15 @@ PreDown=echo down
             parse("SaveConfig =").unwrap_err().to_string(),
             "`' is neither true nor false"
         );
-        assert_eq!(parse("MTU = 0x500").unwrap().mtu, Some(1280));
-        assert_eq!(parse("MTU = 01420").unwrap().mtu, Some(0o1420));
-        assert!(parse("MTU = 1420x").is_err());
+        let mtu = |text: &str| parse(text).unwrap().mtu.unwrap();
+        assert_eq!(mtu("MTU = 0x500").value(), Some(1280));
+        assert_eq!(mtu("MTU = 0x500").to_string(), "0x500");
+        assert_eq!(mtu("MTU = 01420").value(), Some(0o1420));
+        // The parser takes any text; `ip` fails on it later, as in the reference.
+        assert_eq!(mtu("MTU = 1420x").value(), None);
+        assert!("1420x".parse::<Mtu>().is_err());
         assert_eq!(
-            parse("MTU = big").unwrap_err().to_string(),
+            "big".parse::<Mtu>().unwrap_err().to_string(),
             "`big' is not a valid MTU"
         );
         assert_eq!(
@@ -630,7 +686,7 @@ PreDown=echo down
              PrivateKey = k\n\n[Peer]\nPublicKey = p\n"
         );
         let headless = QuickConfig {
-            mtu: Some(1280),
+            mtu: Some(Mtu::from(1280)),
             wg_config: "[Peer]\n".into(),
             ..QuickConfig::default()
         };

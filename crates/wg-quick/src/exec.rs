@@ -157,7 +157,17 @@ impl<'a> Runner<'a> {
                 let index = self.index()?;
                 ip(rtnl::address_add(index, addr, address.prefix()))
             }
-            Op::SetMtuUp(mtu) => ip(rtnl::link_set_mtu_up(self.index()?, *mtu)),
+            Op::SetMtuUp(mtu) => {
+                let Some(value) = mtu.value() else {
+                    // iproute2's words (and exit status) for a value it cannot read.
+                    stderr(
+                        format!("Error: argument \"{mtu}\" is wrong: Invalid \"mtu\" value\n\n")
+                            .as_bytes(),
+                    );
+                    return Err(Failure(255));
+                };
+                ip(rtnl::link_set_mtu_up(self.index()?, value))
+            }
             Op::SetDns { name, input } => {
                 let mut command = Command::new("resolvconf");
                 command.args(["-a", name, "-m", "0", "-x"]);

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use wg_config::ntop::Ntop;
 use wg_config::quick::substitute_interface;
-use wg_config::quick::{InterfaceAddress, QuickConfig, Table};
+use wg_config::quick::{InterfaceAddress, Mtu, QuickConfig, Table};
 use wg_ipc::rtnl::{Rule, RT_TABLE_MAIN};
 
 /// The first table id tried for the full-tunnel routes.
@@ -87,7 +87,7 @@ pub(crate) enum Op {
     /// `ip -4|-6 address add ADDR dev IF`.
     AddAddress(InterfaceAddress),
     /// `ip link set mtu MTU up dev IF`.
-    SetMtuUp(u32),
+    SetMtuUp(Mtu),
     /// `resolvconf -a NAME -m 0 -x`, fed `input`.
     SetDns {
         /// The resolvconf record name: the interface-order prefix and the interface.
@@ -283,8 +283,8 @@ pub(crate) fn plan_mtu(
     default_route_mtu: impl FnOnce() -> Option<u32>,
 ) -> Vec<Step> {
     const NONE: u32 = i32::MAX as u32;
-    if let Some(mtu) = config.mtu {
-        return vec![Op::SetMtuUp(mtu).into()];
+    if let Some(mtu) = &config.mtu {
+        return vec![Op::SetMtuUp(mtu.clone()).into()];
     }
     let mut mtu = NONE;
     for candidate in endpoint_mtus.iter().flatten() {
@@ -298,7 +298,7 @@ pub(crate) fn plan_mtu(
     if mtu == 0 || mtu >= NONE {
         mtu = 1500;
     }
-    vec![Op::SetMtuUp(mtu.saturating_sub(80)).into()]
+    vec![Op::SetMtuUp(Mtu::from(mtu.saturating_sub(80))).into()]
 }
 
 /// What phase three of `up` needs to know about the system, gathered after the link is up.
@@ -704,7 +704,7 @@ pub(crate) fn saved_config(
     for server in nameservers {
         header.push_str(&format!("DNS = {server}\n"));
     }
-    if let (Some(_), Some(mtu)) = (config.mtu, mtu) {
+    if let (Some(_), Some(mtu)) = (&config.mtu, mtu) {
         header.push_str(&format!("MTU = {mtu}\n"));
     }
     if let Some(table) = &config.table {
@@ -796,7 +796,7 @@ Endpoint = 192.0.2.1:51820
             ["ip link set mtu 1200 up dev wg0"]
         );
         let set = QuickConfig {
-            mtu: Some(1234),
+            mtu: Some(Mtu::from(1234)),
             ..QuickConfig::default()
         };
         assert_eq!(
