@@ -52,6 +52,7 @@ fn tunnel_drops_inner_source_outside_allowed_ips() {
     net.b.ip("route add 10.9.1.0/24 dev wg0");
     net.a.ip("-6 addr add fd00:91::1/64 dev wg0 nodad");
     net.b.ip("-6 route add fd00:91::/64 dev wg0");
+    super::ipv6_settled(&net.a);
 
     let recv = receiver(&net);
     let (_, tx0) = net.transfer_counters(&net.a);

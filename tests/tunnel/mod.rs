@@ -161,6 +161,16 @@ impl Addrs {
     }
 }
 
+/// Waits until no IPv6 address in `sandbox` is tentative. Even `nodad` addresses stay
+/// tentative until the kernel's address-configuration work runs, which lags on a loaded
+/// machine; until then they can be neither a source nor a destination.
+fn ipv6_settled(sandbox: &Sandbox) {
+    wait_for("IPv6 addresses to leave the tentative state", || {
+        let out = sandbox.run("ip", &["-6", "-o", "addr", "show", "tentative"]);
+        out.code() == Some(0) && out.stdout.is_empty()
+    });
+}
+
 /// `ip:port`, bracketing IPv6.
 fn sockaddr(ip: &str, port: u16) -> String {
     if ip.contains(':') {
@@ -249,6 +259,9 @@ impl Net {
             sandbox.ip(&format!("addr add {}/24 dev wg0", me.inner4));
             sandbox.ip(&format!("addr add {}/64 dev wg0 nodad", me.inner6));
             sandbox.ip("link set wg0 up");
+        }
+        for sandbox in [&net.a, &net.b] {
+            ipv6_settled(sandbox);
         }
         net
     }
