@@ -78,8 +78,6 @@ fn automatic_mtu_is_the_smallest_endpoint_route_mtu() {
 /// The same with an endpoint that has no route: the reference's trace holds `ip route get`'s
 /// `RTNETLINK answers: Network is unreachable` (its stderr is not redirected, in HEAD either).
 #[test]
-#[ignore = "finding: ours does not print `RTNETLINK answers: Network is unreachable` when \
-            `ip route get ENDPOINT` fails during automatic MTU (the reference, HEAD too, does)"]
 fn automatic_mtu_with_an_unreachable_endpoint() {
     automatic_mtu(true);
 }

@@ -362,8 +362,6 @@ fn not_root_reexecutes_through_sudo() {
 /// bash's `read -r line || [[ -n $line ]]` trims blanks, so a last line of only blanks without
 /// a newline is no line at all: the reference prints nothing for it.
 #[test]
-#[ignore = "finding: ours prints an extra empty line for a last line of only blanks without \
-            a newline (`[Peer]\\n   ` → reference `[Peer]\\n\\n`, ours `[Peer]\\n\\n\\n`)"]
 fn strip_last_blank_line_without_newline() {
     if !require_root() {
         return;
