@@ -25,6 +25,8 @@ PACKAGES=(
 	nftables:/usr/sbin/nft
 	iptables:/usr/sbin/iptables
 	procps:/usr/sbin/sysctl
+	# The NAT-traversal tests (tests/nat): flushing a simulated NAT's mappings.
+	conntrack:/usr/sbin/conntrack
 	# The kernel WireGuard tests' VM (scripts/vm/run.sh; it fetches the kernel itself).
 	qemu-system-x86:/usr/bin/qemu-system-x86_64
 	busybox-static:/bin/busybox

@@ -5,6 +5,8 @@
 //! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
 //!   `scripts/install.sh` and the Debian package metadata, checked against what the code supports.
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
+//! * `nat`: NAT traversal in namespaces: a simulated Internet with nftables NAT routers, the
+//!   NATs' own behaviour checked with UDP probes (root only).
 //! * `netlink_wire`: `wg` and a kernel device without a kernel: the set requests, and the show
 //!   output of get dumps, byte for byte against the reference, through a fake generic netlink
 //!   family loaded with `LD_PRELOAD`.
@@ -24,6 +26,7 @@ mod differential;
 mod docs;
 mod harness;
 mod kernel;
+mod nat;
 mod netlink_wire;
 mod permissions;
 mod quick;

@@ -12,6 +12,7 @@
 //! * [`fake_uapi`]: a scripted fake UAPI server (exact `get` replies, recorded requests).
 //! * [`netstate`]: a normalised snapshot of a sandbox's links, addresses, routes, rules, nft
 //!   ruleset, sysctls, WireGuard devices and resolvconf state (the wg-quick tests).
+//! * [`nat_topology`]: a simulated Internet with NAT routers (nftables) and hosts behind them.
 //! * [`resolvconf`]: a private `/etc` and a real resolvconf (unpacked openresolv) in a sandbox.
 //!
 //! Contract: a helper either does what it says or panics with a message that says what to do
@@ -21,6 +22,7 @@ pub mod background;
 pub mod bins;
 pub mod fake_uapi;
 pub mod invocation;
+pub mod nat_topology;
 pub mod netstate;
 pub mod resolvconf;
 pub mod rng;
