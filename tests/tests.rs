@@ -18,6 +18,8 @@
 //! * `repo`: repository-level promises (scripts the README and CI rely on).
 //! * `show`: `wg show` / `wg showconf` on live wireguard-go devices and on replayed UAPI
 //!   replies (root only).
+//! * `tunnel`: wg-tunnel end to end against itself, wireguard-go and boringtun (100 MB by
+//!   digest, roaming, allowed-ips, lifecycle, bad UAPI input; root only).
 //!
 //! Shared helpers live in the `wg_tests` library (`tests/util/`). Our binaries are found in
 //! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
