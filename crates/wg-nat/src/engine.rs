@@ -38,7 +38,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A probing burst lasts this long.
 pub const PROBE_DURATION: Duration = Duration::from_secs(10);
 /// While not direct, candidates are exchanged and probing restarts this often.
-pub const RETRY: Duration = Duration::from_secs(30);
+pub const RETRY: Duration = Duration::from_secs(15);
 /// A direct path is pinged this often (holds the NAT mappings).
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
 /// A direct path with no pong for this long is dead.

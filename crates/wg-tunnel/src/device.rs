@@ -53,6 +53,10 @@ pub struct Interface {
     foreign: Box<dyn ForeignDatagrams>,
     /// Whether the interface is up; a fresh TUN device is down.
     up: bool,
+    /// NAT traversal (extension configuration; off without a relay).
+    nat: crate::nat::NatLink,
+    /// The latest wall-clock reading, for NAT traversal's counters.
+    since_epoch: Duration,
 }
 
 impl Interface {
@@ -72,6 +76,8 @@ impl Interface {
             mtu: crate::tun::DEFAULT_MTU as usize,
             foreign: Box::new(DropForeign::default()),
             up: false,
+            nat: crate::nat::NatLink::default(),
+            since_epoch: Duration::ZERO,
         })
     }
 
@@ -87,11 +93,16 @@ impl Interface {
 
     /// The earliest protocol deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tunnel.as_ref().and_then(Tunnel::poll_timeout)
+        let protocol = self.tunnel.as_ref().and_then(Tunnel::poll_timeout);
+        match (protocol, self.nat.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Refreshes the wall-clock reading used for handshake timestamps.
     pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.since_epoch = since_epoch;
         if let Some(tunnel) = &mut self.tunnel {
             tunnel.set_wall_clock(now, since_epoch);
         }
@@ -111,7 +122,12 @@ impl Interface {
     pub fn handle_incoming(&mut self, now: Instant, datagrams: &Batch) {
         for (from, datagram) in datagrams.iter() {
             if !is_wireguard(datagram) {
-                self.foreign.on_datagram(now, from, datagram);
+                if !self
+                    .nat
+                    .on_datagram(&self.ifname, now, from, datagram, self.tunnel.as_mut())
+                {
+                    self.foreign.on_datagram(now, from, datagram);
+                }
             } else if let Some(tunnel) = &mut self.tunnel {
                 tunnel.handle_incoming(now, from, datagram);
             }
@@ -133,6 +149,11 @@ impl Interface {
 
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.nat.poll_timeout().is_some_and(|t| t <= now) {
+            let since_epoch = self.since_epoch;
+            self.nat
+                .handle_timeout(&self.ifname, now, since_epoch, self.tunnel.as_mut());
+        }
         if let Some(tunnel) = &mut self.tunnel {
             if tunnel.poll_timeout().is_some_and(|t| t <= now) {
                 tunnel.handle_timeout(now);
@@ -156,10 +177,16 @@ impl Interface {
                 continue;
             };
             let transmit = match self.tunnel.as_mut().and_then(|t| t.poll_transmit(slot)) {
-                Some(t) => Some(t),
-                None => self.foreign.poll_transmit(slot),
+                // A relayed peer's message goes to the relay, wrapped.
+                Some(t) => Some(self.nat.wrap(slot, t)),
+                None => self
+                    .nat
+                    .poll_transmit(slot)
+                    .or_else(|| self.foreign.poll_transmit(slot))
+                    .map(Some),
             };
             let Some(transmit) = transmit else { break };
+            let Some(transmit) = transmit else { continue };
             out.commit(transmit.len, Some(transmit.dst));
         }
         self.send(out);
@@ -222,7 +249,11 @@ impl Interface {
             peer.last_handshake = live
                 .and_then(|p| p.last_handshake())
                 .or(base.last_handshake);
-            if let Some(endpoint) = live.and_then(|p| p.endpoint()) {
+            // A relayed peer's placeholder endpoint is not shown.
+            if let Some(endpoint) = live
+                .and_then(|p| p.endpoint())
+                .filter(|e| !wg_nat::Nat::is_virtual(e))
+            {
                 peer.endpoint = Some(Endpoint::from(endpoint));
             }
         }
@@ -297,8 +328,39 @@ impl Interface {
         let old = self.model.clone();
         apply(&mut self.model, &delta);
         self.model.listen_port = Some(self.bind.port());
+        self.nat.note_delta(&old, &delta);
         self.reconcile(now, since_epoch, &old)?;
+        self.reconcile_nat(now, since_epoch);
         result
+    }
+
+    /// Sets the NAT-traversal relay (the `relay` / `relay_public_key` extension keys);
+    /// `None` turns traversal off.
+    pub fn set_relay(
+        &mut self,
+        now: Instant,
+        since_epoch: Duration,
+        relay: Option<crate::nat::RelayConfig>,
+    ) {
+        self.nat.set_relay(relay);
+        self.reconcile_nat(now, since_epoch);
+    }
+
+    fn reconcile_nat(&mut self, now: Instant, since_epoch: Duration) {
+        self.since_epoch = since_epoch;
+        self.nat.reconcile(
+            &self.ifname,
+            now,
+            since_epoch,
+            &self.model,
+            self.tunnel.as_mut(),
+        );
+    }
+
+    /// The NAT-traversal status (the `get=nat` extension operation's reply, without errno).
+    pub fn nat_report(&mut self, now: Instant) -> String {
+        self.refresh();
+        self.nat.report(now, &self.model)
     }
 
     /// Brings the tunnel in line with the model after a change from `old`.

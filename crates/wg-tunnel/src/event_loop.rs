@@ -216,6 +216,15 @@ impl Handler for UapiHandler<'_> {
     fn set(&mut self, delta: &Device) -> Result<(), i32> {
         self.iface.set(self.now, self.since_epoch, delta)
     }
+
+    fn set_relay(&mut self, relay: Option<crate::nat::RelayConfig>) -> Result<(), i32> {
+        self.iface.set_relay(self.now, self.since_epoch, relay);
+        Ok(())
+    }
+
+    fn get_nat(&mut self) -> String {
+        self.iface.nat_report(self.now)
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod demux;
 pub mod device;
 pub mod event_loop;
 pub mod log;
+pub mod nat;
 mod sys;
 pub mod tun;
 pub mod uapi_server;

@@ -66,6 +66,57 @@ pub trait Handler {
     fn get(&mut self) -> String;
     /// Applies a `set=1` delta, returning a positive errno on failure.
     fn set(&mut self, delta: &Device) -> Result<(), i32>;
+    /// Applies the NAT-traversal extension keys of a `set=1` (after its delta): the relay, or
+    /// `None` to turn traversal off. Positive errno on failure.
+    fn set_relay(&mut self, relay: Option<crate::nat::RelayConfig>) -> Result<(), i32> {
+        let _ = relay;
+        Err(libc::EINVAL)
+    }
+    /// Answers the `get=nat` extension operation: `key=value` lines, without the `errno`.
+    fn get_nat(&mut self) -> String {
+        String::new()
+    }
+}
+
+/// The NAT-traversal extension keys seen in the current `set` (see [`crate::nat`]).
+#[derive(Debug, Default, Clone)]
+struct NatKeys {
+    /// `relay=`: `Some(None)` for an empty value (off).
+    relay: Option<Option<std::net::SocketAddr>>,
+    public_key: Option<[u8; 32]>,
+}
+
+impl NatKeys {
+    /// Takes an extension line of a `set` (device section); `None` if it is not one,
+    /// `Some(Err(()))` for a bad value.
+    fn line(&mut self, line: &str) -> Option<Result<(), ()>> {
+        use wg_config::key::Key;
+        let (key, value) = line.split_once('=')?;
+        Some(match key {
+            "relay" if value.is_empty() => {
+                self.relay = Some(None);
+                Ok(())
+            }
+            "relay" => value
+                .parse::<std::net::SocketAddr>()
+                .map(|a| self.relay = Some(Some(a)))
+                .map_err(|_| ()),
+            "relay_public_key" => wg_config::PublicKey::from_hex(value)
+                .map(|k| self.public_key = Some(*k.as_bytes()))
+                .map_err(|_| ()),
+            _ => return None,
+        })
+    }
+
+    /// The relay to set, if the request named one; `Err` when incomplete.
+    fn resolve(&self) -> Option<Result<Option<crate::nat::RelayConfig>, ()>> {
+        match (self.relay, self.public_key) {
+            (None, None) => None,
+            (Some(None), _) => Some(Ok(None)),
+            (Some(Some(addr)), Some(key)) => Some(Ok(Some((addr, key)))),
+            _ => Some(Err(())),
+        }
+    }
 }
 
 /// The listening socket. The file is removed by [`UapiListener::remove`], not on drop, so
@@ -150,6 +201,12 @@ pub struct Connection {
     closing: bool,
     /// An operation line was read and its request has not ended yet.
     in_request: bool,
+    /// After `get=nat`, waiting for its blank line.
+    in_nat_get: bool,
+    /// Inside a `set=1`, before its first `public_key`: extension keys are taken here.
+    in_set_device: bool,
+    /// The extension keys of the current `set`.
+    nat_keys: NatKeys,
 }
 
 impl Connection {
@@ -161,6 +218,9 @@ impl Connection {
             parser: RequestParser::new(),
             closing: false,
             in_request: false,
+            in_nat_get: false,
+            in_set_device: false,
+            nat_keys: NatKeys::default(),
         }
     }
 
@@ -221,6 +281,43 @@ impl Connection {
         while let Some(end) = self.input[start..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&self.input[start..start + end]).into_owned();
             start += end + 1;
+            // Extensions of ours (crate::nat): `get=nat`, and the relay keys of a `set`.
+            if !self.in_request && line == "get=nat" {
+                self.in_request = true;
+                self.in_nat_get = true;
+                continue;
+            }
+            if self.in_nat_get {
+                self.in_request = false;
+                self.in_nat_get = false;
+                if line.is_empty() {
+                    let mut reply = handler.get_nat();
+                    reply.push_str(&encode_errno(0));
+                    self.output.extend_from_slice(reply.as_bytes());
+                    continue;
+                }
+                // Like a `get=1` with trailing lines: closed without a reply.
+                self.closing = true;
+                break;
+            }
+            if !self.in_request && line == "set=1" {
+                self.in_set_device = true;
+                self.nat_keys = NatKeys::default();
+            } else if self.in_set_device && line.starts_with("public_key=") {
+                self.in_set_device = false;
+            } else if self.in_set_device {
+                match self.nat_keys.line(&line) {
+                    None => {}
+                    Some(Ok(())) => continue,
+                    Some(Err(())) => {
+                        let _ = self.parser.abort();
+                        self.output
+                            .extend_from_slice(encode_errno(libc::EINVAL).as_bytes());
+                        self.closing = true;
+                        break;
+                    }
+                }
+            }
             let parsed = self.parser.line(&line);
             if !matches!(parsed, Ok(None)) {
                 self.in_request = false;
@@ -229,7 +326,18 @@ impl Connection {
                 Ok(None) => self.in_request = true,
                 Ok(Some(Request::Get)) => self.output.extend_from_slice(handler.get().as_bytes()),
                 Ok(Some(Request::Set(delta))) => {
-                    let errno = handler.set(&delta).err().unwrap_or(0);
+                    self.in_set_device = false;
+                    let nat = std::mem::take(&mut self.nat_keys).resolve();
+                    let mut errno = handler.set(&delta).err().unwrap_or(0);
+                    match nat {
+                        None => {}
+                        Some(Err(())) => errno = libc::EINVAL,
+                        Some(Ok(relay)) => {
+                            if let Err(e) = handler.set_relay(relay) {
+                                errno = e;
+                            }
+                        }
+                    }
                     self.output
                         .extend_from_slice(encode_errno(errno).as_bytes());
                 }
