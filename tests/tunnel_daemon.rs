@@ -240,3 +240,105 @@ fn test_ipv4_underlay_with_ipv6_disabled() {
         "v4, not v4-mapped: {endpoints}"
     );
 }
+
+/// Runs `f` on a thread that has joined `sandbox`'s network namespace (a thread's network
+/// namespace is its own), so sockets it opens live in the sandbox.
+fn in_netns<T: Send + 'static>(sandbox: &Sandbox, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/proc/{}/ns/net\0", sandbox.pid());
+    thread::spawn(move || {
+        // SAFETY: `path` is NUL-terminated; the descriptor is checked and closed below.
+        let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open {path}: {}", std::io::Error::last_os_error());
+        // SAFETY: setns on a namespace descriptor we own affects only this thread.
+        let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+        // SAFETY: closing the descriptor we opened.
+        unsafe { libc::close(fd) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A handshake initiation with random content but a valid MAC1 for `responder`: it passes the
+/// MAC gate, so the daemon spends a Diffie-Hellman on it before finding it undecryptable.
+fn bogus_initiation(responder: &[u8; 32], seed: u64) -> [u8; 148] {
+    use blake2::digest::{Digest, KeyInit, Mac};
+    let mut msg = [0u8; 148];
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in &mut msg[4..116] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *b = state as u8;
+    }
+    msg[0] = 1;
+    let key = blake2::Blake2s256::new()
+        .chain_update(b"mac1----")
+        .chain_update(responder)
+        .finalize();
+    let mut mac =
+        <blake2::Blake2sMac<blake2::digest::consts::U16> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(&msg[..116]);
+    msg[116..132].copy_from_slice(&mac.finalize().into_bytes());
+    msg
+}
+
+#[test]
+fn test_handshake_flood_engages_cookie_replies() {
+    if !require_root() {
+        return;
+    }
+    use base64::Engine;
+    let sb = Sandbox::new();
+    let _dev = sb.start_wg_tunnel("wg0");
+    let private = wg_ok(&sb, &["genkey"]);
+    std::fs::write(sb.host_path("/run/key"), &private).unwrap();
+    wg_ok(
+        &sb,
+        &[
+            "set",
+            "wg0",
+            "private-key",
+            "/run/key",
+            "listen-port",
+            "51820",
+        ],
+    );
+    sb.ip("link set wg0 up");
+    let public = wg_ok(&sb, &["show", "wg0", "public-key"]);
+    let public: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(public.trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    // Flood the daemon with initiations that cost it a DH each until it answers with cookie
+    // replies, which it does only once its handshake backlog says it is under load.
+    let (sent, cookies) = in_netns(&sb, move || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let (mut sent, mut cookies) = (0u64, 0u64);
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        while cookies < 10 && start.elapsed() < DEADLINE {
+            for _ in 0..64 {
+                let msg = bogus_initiation(&public, sent);
+                if sock.send_to(&msg, "127.0.0.1:51820").is_ok() {
+                    sent += 1;
+                }
+            }
+            while let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if len == 64 && buf[..4] == [3, 0, 0, 0] {
+                    cookies += 1;
+                }
+            }
+        }
+        (sent, cookies)
+    });
+    assert!(
+        cookies >= 10,
+        "{cookies} cookie replies to {sent} initiations"
+    );
+    // The daemon still serves.
+    assert!(wg_ok(&sb, &["show", "wg0"]).contains("listening port: 51820"));
+}
