@@ -7,6 +7,8 @@
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
 //! * `nat`: NAT traversal in namespaces: a simulated Internet with nftables NAT routers, the
 //!   NATs' own behaviour checked with UDP probes (root only).
+//! * `nat_smoke`: NAT traversal end to end, smallest case: `wg-relay` and two wg-tunnel peers,
+//!   relayed while direct UDP is blocked, then direct (root only).
 //! * `netlink_wire`: `wg` and a kernel device without a kernel: the set requests, and the show
 //!   output of get dumps, byte for byte against the reference, through a fake generic netlink
 //!   family loaded with `LD_PRELOAD`.
@@ -29,6 +31,7 @@ mod docs;
 mod harness;
 mod kernel;
 mod nat;
+mod nat_smoke;
 mod netlink_wire;
 mod permissions;
 mod quick;

@@ -1,0 +1,230 @@
+//! NAT traversal end to end, the smallest case (root only): a `wg-relay` and two wg-tunnel
+//! peers on the simulated Internet, each configured with the reference `wg` (peers without an
+//! endpoint) plus our relay extension keys over UAPI. With direct UDP between the peers
+//! blocked, they reach each other through the relay (and the relay reports the session and
+//! its bytes); once unblocked, they switch to the direct path. The reference `wg show` keeps
+//! working throughout, and never sees a relay placeholder endpoint.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use wg_tests::nat_topology::{Internet, INTERNET};
+use wg_tests::{cargo_bin, reference_wg, require_root, Invocation, Sandbox};
+
+const KEYS: [&str; 3] = [
+    "wFVYGu2Jx0gdjm3nXwSd5+jNiR9r4jRhpKoYGm0i0lI=",
+    "4Lhj6vh2v0mRGJ4CNmRBWYLZfdQsGk8GtH4UvIk0BHE=",
+    "UDuzd1GhVyB+qv0EpgeCfNqnLjFtQ8KQGiZD6n03gEc=",
+];
+
+fn public_key(private: &str) -> String {
+    let out = Invocation::new(["pubkey"])
+        .stdin(format!("{private}\n"))
+        .run(&reference_wg());
+    out.assert_code(0, "wg pubkey");
+    out.stdout_str().trim().to_owned()
+}
+
+fn hex(base64: &str) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One UAPI exchange with the sandbox's wg0.
+fn uapi(ns: &Sandbox, request: &str) -> String {
+    let mut stream = UnixStream::connect(ns.host_path("/run/wireguard/wg0.sock")).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}\n{}",
+            log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn relay_first_then_direct() {
+    if !require_root() {
+        return;
+    }
+    let internet = Internet::new();
+    let relay_ns = internet.public_host(&[10]);
+    let hosts = [internet.public_host(&[21]), internet.public_host(&[22])];
+    let ips = [format!("{INTERNET}.21"), format!("{INTERNET}.22")];
+    let pubs: Vec<String> = KEYS.iter().map(|k| public_key(k)).collect();
+
+    // The relay, key from a file.
+    std::fs::write(
+        relay_ns.host_path("/run/relay.key"),
+        format!("{}\n", KEYS[2]),
+    )
+    .unwrap();
+    let relay_addr = format!("{INTERNET}.10:3478");
+    let mut relay_cmd = relay_ns.command(cargo_bin("wg-relay"));
+    relay_cmd
+        .args(["--listen", &relay_addr, "--private-key", "/run/relay.key"])
+        .args(["--status-file", "/run/relay.status"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(relay_ns.host_path("/run/relay.log")).unwrap());
+    let _relay = Killed(relay_cmd.spawn().expect("start wg-relay"));
+    let relay_log = || {
+        let log = std::fs::read_to_string(relay_ns.host_path("/run/relay.log")).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(relay_ns.host_path("/run/relay.status")).unwrap_or_default();
+        format!("relay log:\n{log}\nrelay status:\n{status}")
+    };
+
+    // Direct UDP between the two peers is blocked on A to start with.
+    hosts[0]
+        .sh(&format!(
+            "nft add table inet block && \
+             nft add chain inet block in '{{ type filter hook input priority 0; }}' && \
+             nft add chain inet block out '{{ type filter hook output priority 0; }}' && \
+             nft add rule inet block in ip saddr {0} drop && \
+             nft add rule inet block out ip daddr {0} drop",
+            ips[1]
+        ))
+        .assert_code(0, "nft block");
+
+    let mut devices = Vec::new();
+    for (i, ns) in hosts.iter().enumerate() {
+        let dev = ns.start_wg_tunnel("wg0");
+        std::fs::write(ns.host_path("/run/wg.key"), format!("{}\n", KEYS[i])).unwrap();
+        let other = 1 - i;
+        let wg = Invocation::new([
+            "set",
+            "wg0",
+            "private-key",
+            "/run/wg.key",
+            "listen-port",
+            "51820",
+            "peer",
+            &pubs[other],
+            "allowed-ips",
+            &format!("10.99.0.{}/32", other + 1),
+        ])
+        .in_sandbox(ns)
+        .run(&reference_wg());
+        wg.assert_code(0, "wg set");
+        ns.ip(&format!("addr add 10.99.0.{}/24 dev wg0", i + 1));
+        ns.ip("link set wg0 up");
+        let reply = uapi(
+            ns,
+            &format!(
+                "set=1\nrelay={relay_addr}\nrelay_public_key={}\n\n",
+                hex(&pubs[2])
+            ),
+        );
+        assert_eq!(reply, "errno=0\n\n");
+        devices.push(dev);
+    }
+    let logs = || {
+        format!(
+            "{}\nA:\n{}\nB:\n{}",
+            relay_log(),
+            devices[0].log(),
+            devices[1].log()
+        )
+    };
+    let path_of = |ns: &Sandbox| uapi(ns, "get=nat\n\n");
+
+    // Relayed at first.
+    wait_for(
+        "the relay path",
+        Duration::from_secs(15),
+        || path_of(&hosts[0]).contains("path=relay") && path_of(&hosts[1]).contains("path=relay"),
+        &logs,
+    );
+    let ping = |ns: &Sandbox, ip: &str| {
+        ns.run("/usr/bin/ping", &["-c", "1", "-W", "1", ip]).code() == Some(0)
+    };
+    wait_for(
+        "a ping through the relay",
+        Duration::from_secs(15),
+        || ping(&hosts[0], "10.99.0.2"),
+        &logs,
+    );
+    // The relay reports the session and the bytes it carried (its status file, each second).
+    let status =
+        || std::fs::read_to_string(relay_ns.host_path("/run/relay.status")).unwrap_or_default();
+    wait_for(
+        "the relay's status",
+        Duration::from_secs(5),
+        || status().contains("session=") && !status().contains("forwarded_bytes=0\n"),
+        &logs,
+    );
+    // The reference wg still reads the device; the placeholder endpoint is not shown.
+    let show = Invocation::new(["show", "wg0", "endpoints"])
+        .in_sandbox(&hosts[0])
+        .run(&reference_wg());
+    show.assert_code(0, "wg show endpoints");
+    assert_eq!(show.stdout_str(), format!("{}\t(none)\n", pubs[1]));
+    let nat = path_of(&hosts[0]);
+    assert!(
+        nat.starts_with(&format!(
+            "relay={relay_addr}\nrelay_public_key={}\n",
+            hex(&pubs[2])
+        )),
+        "{nat}"
+    );
+    assert!(
+        nat.contains(&format!("reflexive_endpoint={}:51820\n", ips[0])),
+        "{nat}"
+    );
+
+    // Unblocked: the peers find the direct path.
+    hosts[0]
+        .sh("nft delete table inet block")
+        .assert_code(0, "nft unblock");
+    let direct = format!("path=direct\npath_endpoint={}:51820\n", ips[1]);
+    wait_for(
+        "the direct path",
+        Duration::from_secs(40),
+        || path_of(&hosts[0]).contains(&direct),
+        &logs,
+    );
+    wait_for(
+        "a ping on the direct path",
+        Duration::from_secs(10),
+        || ping(&hosts[0], "10.99.0.2") && ping(&hosts[1], "10.99.0.1"),
+        &logs,
+    );
+    let show = Invocation::new(["show", "wg0", "endpoints"])
+        .in_sandbox(&hosts[0])
+        .run(&reference_wg());
+    assert_eq!(
+        show.stdout_str(),
+        format!("{}\t{}:51820\n", pubs[1], ips[1])
+    );
+}
