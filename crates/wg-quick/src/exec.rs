@@ -453,10 +453,17 @@ impl<'a> Runner<'a> {
     pub(crate) fn strip(&self) -> Result<(), Failure> {
         let mut text = unlatin1(&self.file.config.wg_config);
         text.push(b'\n');
-        match io::stdout().lock().write_all(&text) {
+        let mut stdout = io::stdout().lock();
+        match stdout.write_all(&text).and_then(|()| stdout.flush()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            Err(_) => Err(Failure(1)),
+            // bash's `echo` says so, under `set -e` the script then exits 1.
+            Err(e) => {
+                stderr(
+                    format!("{}: echo: write error: {}\n", self.program, strerror(&e)).as_bytes(),
+                );
+                Err(Failure(1))
+            }
         }
     }
 }
