@@ -90,11 +90,13 @@ pub fn run(
         fds.push(sys::poll_fd(socket_watch.as_raw_fd(), libc::POLLIN));
         fds.push(sys::poll_fd(links.as_raw_fd(), libc::POLLIN));
         for conn in &conns {
-            let events = if conn.wants_write() {
-                libc::POLLIN | libc::POLLOUT
-            } else {
-                libc::POLLIN
-            };
+            let mut events = 0;
+            if conn.wants_read() {
+                events |= libc::POLLIN;
+            }
+            if conn.wants_write() {
+                events |= libc::POLLOUT;
+            }
             fds.push(sys::poll_fd(conn.as_raw_fd(), events));
         }
         sys::poll(&mut fds, timeout)?;
@@ -164,10 +166,13 @@ pub fn run(
             since_epoch,
         };
         for (conn, fd) in conns.iter_mut().zip(&fds[FIXED_FDS..]) {
+            let mut read = fd.revents & !libc::POLLOUT != 0;
             if fd.revents & libc::POLLOUT != 0 {
                 conn.on_writable();
+                // Requests held back by a full output go on once the client has read.
+                read |= conn.wants_read();
             }
-            if fd.revents & !libc::POLLOUT != 0 {
+            if read {
                 conn.on_readable(&mut handler);
             }
         }

@@ -29,6 +29,9 @@ use crate::sys;
 /// Where the sockets live.
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
+/// Requests are not read nor processed while this many reply bytes wait for the client.
+pub const OUTPUT_HIGH: usize = 1 << 20;
+
 /// A line longer than this (without `\n`) fails the request and closes the connection.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -236,8 +239,10 @@ impl Connection {
 
     /// Reads everything available and handles each complete request.
     pub fn on_readable(&mut self, handler: &mut impl Handler) {
+        // Requests held back while the output was full come first.
+        self.process(handler);
         let mut chunk = [0u8; 4096];
-        while !self.closing {
+        while self.wants_read() {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     // End of stream: a request cut short is discarded unapplied.
@@ -276,9 +281,19 @@ impl Connection {
         }
     }
 
+    /// Whether to read more requests: not while closing, nor while the client has not read
+    /// [`OUTPUT_HIGH`] bytes of replies (a client that sends `get` after `get` without
+    /// reading cannot make the daemon buffer unbounded replies).
+    pub fn wants_read(&self) -> bool {
+        !self.closing && self.output.len() < OUTPUT_HIGH
+    }
+
     fn process(&mut self, handler: &mut impl Handler) {
         let mut start = 0;
         while let Some(end) = self.input[start..].iter().position(|&b| b == b'\n') {
+            if self.output.len() >= OUTPUT_HIGH {
+                break; // resumed from on_readable once the client has read
+            }
             let line = String::from_utf8_lossy(&self.input[start..start + end]).into_owned();
             start += end + 1;
             // Extensions of ours (crate::nat): `get=nat`, and the relay keys of a `set`.
@@ -385,10 +400,15 @@ mod tests {
     struct Recorder {
         sets: Vec<Device>,
         fail_with: Option<i32>,
+        /// A `get` reply body other than the default's.
+        reply: String,
     }
 
     impl Handler for Recorder {
         fn get(&mut self) -> String {
+            if !self.reply.is_empty() {
+                return format!("{}errno=0\n\n", self.reply);
+            }
             wg_config::uapi::encode_get(&Device {
                 listen_port: Some(51820),
                 ..Device::default()
@@ -512,6 +532,61 @@ mod tests {
         // Garbage with no operation line is closed on silently, as an unknown operation.
         let mut h = Recorder::default();
         assert_eq!(exchange(&mut h, &vec![b'x'; MAX_LINE + 10]), "");
+    }
+
+    #[test]
+    fn test_client_that_does_not_read_gets_backpressure() {
+        let mut h = Recorder::default();
+        let (client, server) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut conn = Connection::new(server);
+        // 20,000 requests; each reply is 27 bytes, so 540,000 bytes in all, more than the
+        // socket buffer holds but less than OUTPUT_HIGH...
+        let requests = b"get=1\n\n".repeat(20_000);
+        let writer = std::thread::spawn(move || {
+            (&client).write_all(&requests).unwrap();
+            client
+        });
+        let start = std::time::Instant::now();
+        while !writer.is_finished() {
+            conn.on_readable(&mut h);
+            assert!(start.elapsed().as_secs() < 10);
+        }
+        let client = writer.join().unwrap();
+        conn.on_readable(&mut h);
+        assert!(conn.output.len() < OUTPUT_HIGH);
+        // ...then with replies of 64 KiB, reading stops at OUTPUT_HIGH plus one reply.
+        let mut big = Recorder {
+            reply: "x=1\n".repeat(16 * 1024),
+            ..Recorder::default()
+        };
+        (&client).write_all(&b"get=1\n\n".repeat(100)).unwrap();
+        conn.on_readable(&mut big);
+        assert!(!conn.wants_read());
+        assert!(conn.output.len() < OUTPUT_HIGH + big.reply.len() + 4096);
+        assert!(
+            !conn.input.is_empty(),
+            "the rest waits, unread or unprocessed"
+        );
+        // The client reads everything; all requests are answered in the end.
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            (&client).read_to_end(&mut all).unwrap();
+            all.len()
+        });
+        while !conn.is_done() {
+            conn.on_writable();
+            conn.on_readable(&mut big);
+        }
+        drop(conn);
+        let total = reader.join().unwrap();
+        let small = Recorder::default().get().len();
+        assert_eq!(small, 27);
+        assert_eq!(
+            total,
+            20_000 * small + 100 * (big.reply.len() + "errno=0\n\n".len())
+        );
     }
 
     #[test]
