@@ -66,7 +66,9 @@ pub(crate) fn load(arg: &OsStr) -> Result<ConfigFile, String> {
     };
     let path = fs::canonicalize(&path).map_err(|e| format!("`{shown}': {e}"))?;
     warn_if_world_accessible(&path);
-    let text = fs::read(&path).map_err(|e| format!("`{shown}': {e}"))?;
+    let mut text = fs::read(&path).map_err(|e| format!("`{shown}': {e}"))?;
+    // bash's `read` silently drops NUL bytes.
+    text.retain(|&b| b != 0);
     let config = QuickParser::parse_str(&latin1(&text)).map_err(|e| e.to_string())?;
     Ok(ConfigFile {
         path,
@@ -111,7 +113,7 @@ mod tests {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
         let file = dir.join("wg7.conf");
         let mut f = fs::File::create(&file).unwrap();
-        f.write_all(b"[Interface]\nAddress = 10.0.0.1/24\nListenPort = 1\n[Peer]\r\n# \xff")
+        f.write_all(b"[Interface]\nAddress = 10.0.0.1/24\nListen\0Port = 1\n[Peer]\r\n# \xff")
             .unwrap();
         let loaded = load(file.as_os_str()).unwrap();
         assert_eq!(loaded.interface, "wg7");
