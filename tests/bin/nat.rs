@@ -13,8 +13,9 @@
 //!   reflector). It exits when stdin closes.
 //! * `capture` opens an `AF_PACKET` socket on IFACE (every protocol, both directions), prints
 //!   `listening`, and reads frames until one contains END; it then prints
-//!   `frames N bytes B udp U marker M`: frames and bytes seen, IPv4 UDP frames among them, and
-//!   frames containing MARKER (END's frame not counted).
+//!   `frames N bytes B udp U foreign F marker M`: frames and bytes seen, IPv4 UDP frames among
+//!   them, UDP datagrams that are not shaped like WireGuard messages, and frames containing
+//!   MARKER (END's frame not counted).
 //! * `tcp-send` connects to DEST and streams ChaCha8(SEED) bytes in 16 KiB writes with a short
 //!   pause between them (so a transfer spans events the test causes meanwhile) until the file
 //!   STOP exists, then ends like `wg-tests-xfer send`: `BYTES BLAKE2S-HEX`.
@@ -131,7 +132,7 @@ fn capture(iface: &str, marker: &[u8], end: &[u8]) -> Result<(), String> {
         return Err(os("bind(AF_PACKET)"));
     }
     say("listening")?;
-    let (mut frames, mut bytes, mut udp, mut marked) = (0u64, 0u64, 0u64, 0u64);
+    let (mut frames, mut bytes, mut udp, mut foreign, mut marked) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buf = vec![0u8; 65536];
     loop {
         // SAFETY: reads into a buffer of the given length.
@@ -151,14 +152,34 @@ fn capture(iface: &str, marker: &[u8], end: &[u8]) -> Result<(), String> {
         // Ethernet, IPv4 (0x0800), protocol UDP (17).
         if frame.len() > 23 && frame[12..14] == [0x08, 0x00] && frame[23] == 17 {
             udp += 1;
+            let ihl = usize::from(frame[14] & 0x0f) * 4;
+            let payload = frame.get(14 + ihl + 8..).unwrap_or(&[]);
+            if !is_wireguard(payload) {
+                foreign += 1;
+            }
         }
         if contains(frame, marker) {
             marked += 1;
         }
     }
     say(&format!(
-        "frames {frames} bytes {bytes} udp {udp} marker {marked}"
+        "frames {frames} bytes {bytes} udp {udp} foreign {foreign} marker {marked}"
     ))
+}
+
+/// Whether a UDP payload has the shape of a WireGuard message: type 1–4, three zero bytes, and
+/// the type's length (a data message: at least 32 bytes, a multiple of 16).
+fn is_wireguard(p: &[u8]) -> bool {
+    if p.len() < 4 || p[1..4] != [0, 0, 0] {
+        return false;
+    }
+    match p[0] {
+        1 => p.len() == 148,
+        2 => p.len() == 92,
+        3 => p.len() == 64,
+        4 => p.len() >= 32 && p.len() % 16 == 0,
+        _ => false,
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

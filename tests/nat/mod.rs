@@ -5,8 +5,12 @@
 //! * `behaviour`: the simulated NATs themselves (port-restricted cone, full cone, symmetric,
 //!   CGNAT + home NAT, UDP-blocking router), checked with UDP probes and mapping reflectors,
 //!   and what `conntrack -F` does to their mappings.
+//! * `cells`: the outcome matrix: two peers behind NATs (`wg-quick up`, our wg-tunnel), a
+//!   `wg-relay` on the public side; path reported, checksummed TCP stream across the
+//!   relay-to-direct switch, relay byte counters, recovery after `conntrack -F`.
 
 mod behaviour;
+mod cells;
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,0 +1,531 @@
+//! The outcome matrix (shared/spec/nat-traversal.md): two peers behind simulated NATs, brought
+//! up with our `wg-quick up` (our wg-tunnel), a `wg-relay` on the public side, and no Endpoint
+//! for each other: they find each other through the relay.
+//!
+//! ```text
+//!   relay 203.0.113.20:3478 (wg-relay)        srv … (none needed: the relay answers discovery)
+//!        │
+//!   ─────┴──────────── Internet 203.0.113.0/24 ─────────────
+//!        │                                   │
+//!   router A (.1) NAT kind                router B (.2) NAT kind   (or CGN .3 + home NAT)
+//!        │ 10.1.0.0/24                       │ 10.2.0.0/24
+//!   host A: wg0 10.77.0.1 ◄── tunnel ──► host B: wg0 10.77.0.2
+//! ```
+//!
+//! Each cell asserts the path both sides report (`wg show wg0 paths`), a checksummed TCP
+//! stream through the tunnel that runs from the first (relayed) packet across any switch to the
+//! final path, that a relayed path really went through the relay (its byte counters) and a
+//! direct one did not, and recovery after `conntrack -F` on a router (a fresh checksummed
+//! transfer, the same path again).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wg_tests::bins::cargo_bin;
+use wg_tests::invocation::Invocation;
+use wg_tests::nat_topology::{nat_tool, Internet, Nat, Router};
+use wg_tests::{reference_wg, require_root, xfer, Background, Sandbox};
+
+/// How long a path may take to settle (probing runs for several seconds; 2 busy cores).
+const PATH_DEADLINE: Duration = Duration::from_secs(40);
+
+/// How long a transfer or a ping may take.
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The relay's address.
+const RELAY: &str = "203.0.113.20:3478";
+
+/// A path as `wg show IF paths` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Direct,
+    Lan,
+    Relay,
+}
+
+/// Where a peer sits.
+#[derive(Clone, Debug)]
+enum Site {
+    /// Behind its own router with this NAT behaviour.
+    Behind(Nat),
+    /// Behind a home NAT (port-restricted) behind a carrier-grade NAT (port-restricted).
+    DoubleNat,
+    /// On the same LAN as the other peer (which must be `Behind`).
+    SameLan,
+}
+
+/// A key pair from the reference `wg`: (private base64, public base64).
+fn keypair() -> (String, String) {
+    let wg = reference_wg();
+    let private = Invocation::new(["genkey"]).run(&wg).stdout_str();
+    let public = Invocation::new(["pubkey"])
+        .stdin(private.as_bytes())
+        .run(&wg)
+        .stdout_str();
+    (private.trim().to_owned(), public.trim().to_owned())
+}
+
+fn hex(base64: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .expect("base64 key");
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A peer: a host sandbox running `wg0` (our wg-tunnel, started by our wg-quick).
+struct Peer {
+    ns: Sandbox,
+    inner: String,
+    private: String,
+    public: String,
+}
+
+impl Peer {
+    /// One UAPI request to this peer's wg0 (through `/proc/<holder>/root`); the reply.
+    fn uapi(&self, request: &str) -> String {
+        let path = self.ns.host_path("/run/wireguard/wg0.sock");
+        let mut conn = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        conn.write_all(request.as_bytes()).expect("write request");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !reply.ends_with(b"\n\n") {
+            let n = conn.read(&mut buf).expect("read reply");
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(reply).expect("UTF-8 reply")
+    }
+
+    /// The path this peer uses to `peer` (by public key), from the `get=nat` report.
+    fn path_to(&self, peer: &str) -> Option<Path> {
+        let report = self.nat_report();
+        let key = hex(peer);
+        let mut current = false;
+        for line in report.lines() {
+            if let Some(k) = line.strip_prefix("public_key=") {
+                current = k == key;
+            } else if let (true, Some(path)) = (current, line.strip_prefix("path=")) {
+                return match path {
+                    "direct" => Some(Path::Direct),
+                    "lan" => Some(Path::Lan),
+                    p if p.starts_with("relay") => Some(Path::Relay),
+                    _ => None,
+                };
+            }
+        }
+        None
+    }
+
+    fn nat_report(&self) -> String {
+        self.uapi("get=nat\n\n")
+    }
+
+    /// Bytes received from the one peer (`wg show wg0 transfer`).
+    fn rx_bytes(&self) -> u64 {
+        let out = self.ns.run("/usr/bin/wg", &["show", "wg0", "transfer"]);
+        let text = out.stdout_str();
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills every process left in the sandbox (the daemonised wg-tunnel).
+    fn kill_all(&self) {
+        for pid in self.ns.processes() {
+            // SAFETY: kill(2) on a pid in our own throw-away namespace.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A cell: the Internet, the relay, two peers behind their NATs.
+struct World {
+    peers: [Peer; 2],
+    routers: Vec<Router>,
+    _relay: Background,
+    relay_ns: Sandbox,
+    relay_public: String,
+    _internet: Internet,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for p in &self.peers {
+            p.kill_all();
+        }
+    }
+}
+
+impl World {
+    /// Builds the topology: A at `a`, B at `b`; routers get WAN .1, .2 (.3 for a carrier).
+    fn new(a: &Site, b: &Site) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let internet = Internet::new();
+        let relay_ns = internet.public_host(&[20]);
+        let (relay_private, relay_public) = keypair();
+        let key_file = dir.path().join("relay.key");
+        std::fs::write(&key_file, &relay_private).expect("write key");
+        let relay = relay_ns.spawn(
+            &cargo_bin("wg-relay"),
+            &[
+                "--listen",
+                RELAY,
+                "--private-key",
+                key_file.to_str().expect("UTF-8"),
+                "--status-file",
+                "/run/relay.status",
+            ],
+        );
+        let mut routers = Vec::new();
+        let mut hosts = Vec::new();
+        for (i, site) in [a, b].into_iter().enumerate() {
+            let octet = u8::try_from(i + 1).expect("small");
+            match site {
+                Site::Behind(nat) => {
+                    let r = internet.router(octet, &format!("10.{octet}.0"), nat.clone());
+                    hosts.push(r.host().0);
+                    routers.push(r);
+                }
+                Site::DoubleNat => {
+                    let isp = internet.carrier(3);
+                    let home = isp.router(&format!("10.{octet}.0"), Nat::PortRestricted);
+                    hosts.push(home.host().0);
+                    routers.push(home);
+                    routers.push(isp);
+                }
+                Site::SameLan => {
+                    let r = routers.first().expect("SameLan follows a Behind site");
+                    hosts.push(r.host().0);
+                }
+            }
+        }
+        let mut keys = [keypair(), keypair()];
+        // Sort nothing: A is index 0.
+        let peers = {
+            let mut it = hosts.into_iter();
+            let (k0, k1) = (std::mem::take(&mut keys[0]), std::mem::take(&mut keys[1]));
+            [
+                Peer {
+                    ns: it.next().expect("host A"),
+                    inner: "10.77.0.1".into(),
+                    private: k0.0,
+                    public: k0.1,
+                },
+                Peer {
+                    ns: it.next().expect("host B"),
+                    inner: "10.77.0.2".into(),
+                    private: k1.0,
+                    public: k1.1,
+                },
+            ]
+        };
+        let world = World {
+            peers,
+            routers,
+            _relay: relay,
+            relay_ns,
+            relay_public,
+            _internet: internet,
+            dir,
+        };
+        world.wait_relay_up();
+        for i in 0..2 {
+            world.up(i);
+        }
+        world
+    }
+
+    fn wait_relay_up(&self) {
+        let status = self.relay_ns.host_path("/run/relay.status");
+        wait_until("wg-relay's status file", Duration::from_secs(10), || {
+            status.exists()
+        });
+    }
+
+    /// The relay's status file.
+    fn relay_status(&self) -> String {
+        std::fs::read_to_string(self.relay_ns.host_path("/run/relay.status")).unwrap_or_default()
+    }
+
+    /// The relay's `forwarded_bytes` counter as of now: waits for the status file (rewritten
+    /// every second while it changes) to be newer than this call, or up to 5 s if it stays the
+    /// same (then nothing moved).
+    fn relay_forwarded(&self) -> u64 {
+        let path = self.relay_ns.host_path("/run/relay.status");
+        let called = std::time::SystemTime::now();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5)
+            && std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= called)
+        {
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.relay_status()
+            .lines()
+            .find_map(|l| l.strip_prefix("forwarded_bytes="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `wg-quick up` of peer `i`'s config, then the relay through the UAPI extension keys.
+    fn up(&self, i: usize) {
+        let me = &self.peers[i];
+        let other = &self.peers[1 - i];
+        let config = format!(
+            "[Interface]\nPrivateKey = {}\nAddress = {}/24\nListenPort = 51820\n\n\
+             [Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n",
+            me.private, me.inner, other.public, other.inner
+        );
+        let dir = me.ns.host_path("/run/wgq");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("wg0.conf");
+        std::fs::write(&file, config).expect("write config");
+        let out = Invocation::new(["up", "/run/wgq/wg0.conf"])
+            .arg0("wg-quick")
+            .in_sandbox(&me.ns)
+            .run(&cargo_bin("wg-quick"));
+        out.assert_code(0, "wg-quick up");
+        let reply = me.uapi(&format!(
+            "set=1\nrelay={RELAY}\nrelay_public_key={}\n\n",
+            hex(&self.relay_public)
+        ));
+        assert_eq!(reply, "errno=0\n\n", "setting the relay");
+    }
+
+    /// Both sides' reports and the relay's status, for failure messages.
+    fn report(&self) -> String {
+        let mut s = String::new();
+        for (name, p) in ["A", "B"].iter().zip(&self.peers) {
+            let _ = writeln!(
+                s,
+                "--- {name} get=nat:\n{}--- {name} wg show:\n{}",
+                p.nat_report(),
+                p.ns.run("/usr/bin/wg", &["show"]).stdout_str()
+            );
+        }
+        for r in &self.routers {
+            let _ = writeln!(s, "--- router {} conntrack:\n{}", r.wan_ip, r.conntrack());
+        }
+        let _ = writeln!(s, "--- relay status:\n{}", self.relay_status());
+        s
+    }
+
+    /// Waits until both peers report `path` to each other.
+    fn wait_path(&self, path: Path) {
+        let (a, b) = (&self.peers[0], &self.peers[1]);
+        let start = Instant::now();
+        loop {
+            let (pa, pb) = (a.path_to(&b.public), b.path_to(&a.public));
+            if pa == Some(path) && pb == Some(path) {
+                return;
+            }
+            assert!(
+                start.elapsed() < PATH_DEADLINE,
+                "paths never became {path:?} (A: {pa:?}, B: {pb:?})\n{}",
+                self.report()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Starts a paced TCP stream A → B through the tunnel that runs until [`Stream::finish`].
+    fn stream(&self) -> Stream {
+        let (a, b) = (&self.peers[0], &self.peers[1]);
+        let mut receiver = b.ns.spawn(&xfer(), &["recv", "0.0.0.0:5001"]);
+        assert_eq!(receiver.expect_line(Duration::from_secs(10)), "listening");
+        let stop = self.dir.path().join("stop");
+        let _ = std::fs::remove_file(&stop);
+        let dest = format!("{}:5001", b.inner);
+        let sender = a.ns.spawn(
+            &nat_tool(),
+            &["tcp-send", &dest, "11", stop.to_str().expect("UTF-8")],
+        );
+        Stream {
+            sender,
+            receiver,
+            stop,
+        }
+    }
+
+    /// A fixed-size checksummed TCP transfer A → B through the tunnel.
+    fn transfer(&self, bytes: u64) {
+        let (a, b) = (&self.peers[0], &self.peers[1]);
+        let mut receiver = b.ns.spawn(&xfer(), &["recv", "0.0.0.0:5002"]);
+        assert_eq!(receiver.expect_line(Duration::from_secs(10)), "listening");
+        let dest = format!("{}:5002", b.inner);
+        let sender =
+            a.ns.spawn(&xfer(), &["send", &dest, &bytes.to_string(), "5"]);
+        let sent = sender.wait(TRANSFER_DEADLINE, || self.report());
+        let received = receiver.wait(TRANSFER_DEADLINE, || self.report());
+        assert!(
+            sent.status.success() && received.status.success(),
+            "transfer failed:\nsender: {sent:?}\nreceiver: {received:?}\n{}",
+            self.report()
+        );
+        assert_eq!(sent.lines, received.lines, "digests differ");
+        assert!(sent.lines[0].starts_with(&format!("{bytes} ")));
+    }
+}
+
+/// A paced TCP stream in progress.
+struct Stream {
+    sender: Background,
+    receiver: Background,
+    stop: PathBuf,
+}
+
+impl Stream {
+    /// Stops the sender; panics unless both ends saw the same byte count and digest.
+    fn finish(self, world: &World) -> u64 {
+        std::fs::write(&self.stop, b"").expect("create stop file");
+        let sent = self.sender.wait(TRANSFER_DEADLINE, || world.report());
+        let received = self.receiver.wait(TRANSFER_DEADLINE, || world.report());
+        assert!(
+            sent.status.success() && received.status.success(),
+            "stream failed:\nsender: {sent:?}\nreceiver: {received:?}\n{}",
+            world.report()
+        );
+        assert_eq!(sent.lines.len(), 1, "{sent:?}");
+        assert_eq!(sent.lines, received.lines, "digests differ");
+        sent.lines[0]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("byte count")
+    }
+}
+
+fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs one cell: the stream starts at once (relayed if need be), the paths settle on
+/// `expect`, the stream ends intact; a direct path carries a further transfer without the
+/// relay, a relayed one through it; after `conntrack -F` on A's first router a fresh transfer
+/// completes and the paths settle on `expect` again.
+fn cell(a: Site, b: Site, expect: Path) {
+    let world = World::new(&a, &b);
+    let stream = world.stream();
+    world.wait_path(expect);
+    // Let the stream ride the final path for a while (1 MB more arrives at B).
+    let settled = world.peers[1].rx_bytes();
+    wait_until(
+        "the stream to move 1 MB on the final path",
+        TRANSFER_DEADLINE,
+        || world.peers[1].rx_bytes() > settled + 1_000_000,
+    );
+    let streamed = stream.finish(&world);
+    assert!(streamed > 1_000_000, "{streamed}");
+
+    let before = world.relay_forwarded();
+    world.transfer(4_000_000);
+    let through_relay = world.relay_forwarded() - before;
+    match expect {
+        Path::Relay => assert!(
+            through_relay >= 4_000_000,
+            "a relayed transfer of 4 MB: the relay forwarded only {through_relay} bytes\n{}",
+            world.report()
+        ),
+        Path::Direct | Path::Lan => assert!(
+            through_relay < 1_000_000,
+            "a {expect:?} transfer of 4 MB: the relay forwarded {through_relay} bytes\n{}",
+            world.report()
+        ),
+    }
+
+    world.routers[0].flush_conntrack();
+    world.transfer(2_000_000);
+    world.wait_path(expect);
+    world.transfer(2_000_000);
+}
+
+#[test]
+fn cell_port_restricted_both_direct() {
+    if !require_root() {
+        return;
+    }
+    cell(
+        Site::Behind(Nat::PortRestricted),
+        Site::Behind(Nat::PortRestricted),
+        Path::Direct,
+    );
+}
+
+#[test]
+fn cell_full_cone_and_symmetric_direct() {
+    if !require_root() {
+        return;
+    }
+    cell(
+        Site::Behind(Nat::FullCone),
+        Site::Behind(Nat::Symmetric),
+        Path::Direct,
+    );
+}
+
+#[test]
+fn cell_symmetric_both_relayed() {
+    if !require_root() {
+        return;
+    }
+    cell(
+        Site::Behind(Nat::Symmetric),
+        Site::Behind(Nat::Symmetric),
+        Path::Relay,
+    );
+}
+
+/// CGNAT(EIM) + home NAT(EIM) against a port-restricted cone: the matrix says direct.
+#[test]
+fn cell_double_nat_and_port_restricted_direct() {
+    if !require_root() {
+        return;
+    }
+    cell(
+        Site::DoubleNat,
+        Site::Behind(Nat::PortRestricted),
+        Path::Direct,
+    );
+}
+
+#[test]
+fn cell_same_lan() {
+    if !require_root() {
+        return;
+    }
+    cell(Site::Behind(Nat::PortRestricted), Site::SameLan, Path::Lan);
+}
+
+#[test]
+fn cell_udp_blocked_relayed() {
+    if !require_root() {
+        return;
+    }
+    cell(
+        Site::Behind(Nat::UdpBlockedExcept("203.0.113.20".into())),
+        Site::Behind(Nat::PortRestricted),
+        Path::Relay,
+    );
+}
