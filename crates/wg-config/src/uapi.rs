@@ -149,6 +149,11 @@ impl GetReplyParser {
     /// Feeds one line, without its `\n`. Returns the device state at the blank line that ends
     /// a successful reply.
     pub fn line(&mut self, line: &str) -> Result<Option<Device>, ReplyError> {
+        // The reference reads lines as C strings: a NUL cuts the line before its `\n`, which
+        // makes it malformed.
+        if line.contains('\0') {
+            return Err(ReplyError::Protocol);
+        }
         if line.is_empty() {
             self.end_peer();
             return match self.status {
@@ -244,20 +249,31 @@ pub fn decode_get(text: &str) -> Result<Device, ReplyError> {
 /// Decodes the status reply to a `set`: `errno=0` is success, `errno=-N` is failure `N`, a
 /// positive `errno=N` is failure `-N` (printed as `Unknown error -N`, as the reference does).
 ///
-/// The first `errno=<signed decimal>` line before the blank line (or the end) decides; other
-/// lines are ignored. No such line, or a value outside `i32`, is [`ReplyError::Protocol`].
+/// Read as the reference reads it, line by line up to the blank line that ends the reply: every
+/// line must end in `\n` and hold a `=` (and no NUL); an `errno` value must be a decimal that
+/// starts with `-` or a digit and fits `i32`; the last `errno` line decides; other keys are
+/// ignored. A reply that ends before its blank line, or has no `errno`, is
+/// [`ReplyError::Protocol`].
 pub fn decode_set_reply(text: &str) -> Result<(), ReplyError> {
-    for line in text.split('\n') {
+    let mut status = None;
+    for raw in text.split_inclusive('\n') {
+        let line = raw.strip_suffix('\n').ok_or(ReplyError::Protocol)?;
         if line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.strip_prefix("errno=") {
-            let status: i32 = value.parse().map_err(|_| ReplyError::Protocol)?;
-            return match status {
+            return match status.ok_or(ReplyError::Protocol)? {
                 0 => Ok(()),
                 // `-i32::MIN` overflows; the reference's `errno = -ret` wraps the same way.
-                status => Err(ReplyError::Errno(status.wrapping_neg())),
+                status => Err(ReplyError::Errno(i32::wrapping_neg(status))),
             };
+        }
+        if line.contains('\0') {
+            return Err(ReplyError::Protocol);
+        }
+        let (key, value) = line.split_once('=').ok_or(ReplyError::Protocol)?;
+        if key == "errno" {
+            if !value.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                return Err(ReplyError::Protocol);
+            }
+            status = Some(value.parse::<i32>().map_err(|_| ReplyError::Protocol)?);
         }
     }
     Err(ReplyError::Protocol)
@@ -456,7 +472,12 @@ fn set_line(delta: &mut Device, in_peer: &mut bool, line: &str) -> Result<(), Re
         }
         "endpoint" => {
             let endpoint = value.parse::<Endpoint>().map_err(|_| invalid())?;
-            if !endpoint.is_ip_literal() {
+            // wireguard-go's netip.ParseAddrPort wants plain digits (getaddrinfo, which the
+            // endpoint parser follows, also takes ` 1`, `+1` and `-0`).
+            let digits = value
+                .rsplit_once(':')
+                .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+            if !endpoint.is_ip_literal() || !digits {
                 return Err(invalid());
             }
             peer.endpoint = Some(endpoint);
@@ -771,6 +792,38 @@ mod tests {
             decode_set_reply("errno=99999999999\n\n"),
             Err(ReplyError::Protocol)
         );
+        // As the reference (tests/bad_input.rs checks these against it): the blank line is
+        // required, every line needs `=`, the last errno wins, no `+`, no NUL.
+        for bad in [
+            "errno=0",
+            "errno=0\n",
+            "errno=-98\n",
+            "x\nerrno=0\n\n",
+            "errno=0\nfoo\n\n",
+            "errno=0\nerrno=x\n\n",
+            "errno=+5\n\n",
+            "errno=0\0\n\n",
+            "errno= 1\n\n",
+            "\n",
+        ] {
+            assert_eq!(decode_set_reply(bad), Err(ReplyError::Protocol), "{bad:?}");
+        }
+        assert_eq!(decode_set_reply("errno=5\nerrno=0\n\n"), Ok(()));
+        assert_eq!(decode_set_reply("=\nerrno=-0\n\n"), Ok(()));
+        assert_eq!(
+            decode_set_reply("errno=-2147483648\n\n"),
+            Err(ReplyError::Errno(i32::MIN))
+        );
+    }
+
+    #[test]
+    fn test_get_reply_nul_is_protocol_error() {
+        // An unknown key is ignored, but not with a NUL in it (the reference's C strings).
+        assert_eq!(
+            decode_get("listen\0_port=1\nerrno=0\n\n"),
+            Err(ReplyError::Protocol)
+        );
+        assert!(decode_get("listen_xport=1\nerrno=0\n\n").is_ok());
     }
 
     fn feed(text: &str) -> Vec<Result<Option<Request>, RequestError>> {

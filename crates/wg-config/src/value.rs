@@ -46,8 +46,21 @@ pub(crate) enum PortProblem {
 }
 
 /// The numeric part of port parsing shared by [`ListenPort`] and [`crate::Endpoint`].
+///
+/// glibc's getaddrinfo reads a numeric service with `strtoul`: leading C whitespace and one
+/// `+` or `-` sign are allowed before the digits (so ` 1`, `+1` and `-0` are port 1, 1 and 0);
+/// a negative number other than zero is not numeric for it (`-1` fails as a service name).
 pub(crate) fn parse_port_number(s: &str) -> Result<u16, PortProblem> {
-    let n = parse_decimal(s).ok_or(PortProblem::NotNumeric)?;
+    let s = s.trim_start_matches(is_c_space);
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let n = parse_decimal(digits).ok_or(PortProblem::NotNumeric)?;
+    if negative && n != 0 {
+        return Err(PortProblem::NotNumeric);
+    }
     u16::try_from(n).map_err(|_| PortProblem::OutOfRange)
 }
 
@@ -206,6 +219,28 @@ impl fmt::Display for Keepalive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_port_number_like_getaddrinfo() {
+        for (text, port) in [
+            ("1", 1),
+            (" 1", 1),
+            ("\t+2", 2),
+            ("+1", 1),
+            ("-0", 0),
+            ("65535", 65535),
+        ] {
+            assert_eq!(parse_port_number(text), Ok(port), "{text:?}");
+        }
+        for text in ["", "+", "-", "-1", "++1", "+-1", "+ 1", "1 ", "0x1"] {
+            assert_eq!(
+                parse_port_number(text),
+                Err(PortProblem::NotNumeric),
+                "{text:?}"
+            );
+        }
+        assert_eq!(parse_port_number("+65536"), Err(PortProblem::OutOfRange));
+    }
     use proptest::prelude::*;
 
     #[test]
