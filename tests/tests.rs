@@ -1,5 +1,8 @@
 //! Index of the integration tests: the workspace's one integration binary (`autotests = false`).
 //!
+//! * `bad_input`: damaged config files, key files, UAPI replies and wg-quick configs (NUL
+//!   bytes, huge lines, wrong encodings, invalid keys/endpoints/CIDRs/ports): ours against the
+//!   reference, byte for byte (root only).
 //! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
 //!   (lists the known, deliberate differences).
 //! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
@@ -26,6 +29,7 @@
 //! Shared helpers live in the `wg_tests` library (`tests/util/`). Our binaries are found in
 //! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
 
+mod bad_input;
 mod differential;
 mod docs;
 mod harness;
