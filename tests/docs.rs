@@ -69,8 +69,14 @@ fn show_fields() -> Vec<String> {
         .unwrap_or_else(|| panic!("no [fields] in wg show usage: {usage:?}"));
     let fields: Vec<String> = group.split(" | ").map(|f| f.trim().to_owned()).collect();
     assert!(fields.contains(&"dump".to_owned()), "{fields:?}");
+    let mut fields = fields;
+    fields.extend(SHOW_EXTENSIONS.iter().map(|f| (*f).to_owned()));
     fields
 }
+
+/// `wg show` fields of ours that the usage text does not list (it stays the reference's):
+/// documented and completed all the same.
+const SHOW_EXTENSIONS: &[&str] = &["paths"];
 
 /// The option words of `wg set`: every `[word` of its usage line.
 fn set_options() -> Vec<String> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use wg_tests::nat_topology::{Internet, INTERNET};
-use wg_tests::{cargo_bin, reference_wg, require_root, Invocation, Sandbox};
+use wg_tests::{cargo_bin, our_wg, reference_wg, require_root, Invocation, Sandbox};
 
 const KEYS: [&str; 3] = [
     "wFVYGu2Jx0gdjm3nXwSd5+jNiR9r4jRhpKoYGm0i0lI=",
@@ -202,6 +202,19 @@ fn relay_first_then_direct() {
         nat.contains(&format!("reflexive_endpoint={}:51820\n", ips[0])),
         "{nat}"
     );
+    // Our `wg show IF paths`: peer, path, where it leads, since when.
+    let paths = |ns: &Sandbox| {
+        let out = Invocation::new(["show", "wg0", "paths"])
+            .in_sandbox(ns)
+            .run(&our_wg());
+        out.assert_code(0, "wg show paths");
+        out.stdout_str()
+    };
+    let shown = paths(&hosts[0]);
+    assert!(
+        shown.starts_with(&format!("{}\trelay\t{relay_addr}\t", pubs[1])),
+        "{shown}"
+    );
 
     // Unblocked: the peers find the direct path.
     hosts[0]
@@ -226,5 +239,10 @@ fn relay_first_then_direct() {
     assert_eq!(
         show.stdout_str(),
         format!("{}\t{}:51820\n", pubs[1], ips[1])
+    );
+    let shown = paths(&hosts[1]);
+    assert!(
+        shown.starts_with(&format!("{}\tdirect\t{}:51820\t", pubs[0], ips[0])),
+        "{shown}"
     );
 }

@@ -78,7 +78,7 @@ complete -c wg -n '__fish_use_subcommand' -a pubkey -d 'Derive a public key from
 
 complete -c wg -n '__wg_at show 0' -a 'all interfaces (__wg_interfaces)'
 complete -c wg -n '__wg_at show 1; and not __fish_seen_subcommand_from interfaces' \
-    -a 'public-key private-key listen-port fwmark peers preshared-keys endpoints allowed-ips latest-handshakes transfer persistent-keepalive dump'
+    -a 'public-key private-key listen-port fwmark peers preshared-keys endpoints allowed-ips latest-handshakes transfer persistent-keepalive dump paths'
 for command in showconf set setconf addconf syncconf
     complete -c wg -n "__wg_at $command 0" -a '(__wg_interfaces)'
 end

@@ -91,6 +91,17 @@ impl Ipc {
         Ok(kernel::get(interface.as_bytes())?)
     }
 
+    /// The NAT-traversal status of a wg-tunnel device (the `get=nat` UAPI extension of
+    /// wg-tunnel(8)): its `key=value` lines, without `errno`. `EOPNOTSUPP` for a kernel device
+    /// or a daemon without the extension (which closes the connection without a reply).
+    pub fn get_nat(&self, interface: &OsStr) -> Result<Vec<(String, String)>, IpcError> {
+        if !self.sockets.has_interface(interface) {
+            return Err(IpcError(libc::EOPNOTSUPP));
+        }
+        let reply = self.sockets.request(interface, "get=nat\n\n")?;
+        decode_nat(&reply)
+    }
+
     /// Applies the delta `device` to `interface`. Endpoints must already be resolved.
     pub fn set(&self, interface: &OsStr, device: &Device) -> Result<(), IpcError> {
         if self.sockets.has_interface(interface) {
@@ -98,5 +109,47 @@ impl Ipc {
             return Ok(uapi::decode_set_reply(&reply)?);
         }
         Ok(kernel::set(interface.as_bytes(), device)?)
+    }
+}
+
+/// Parses a `get=nat` reply: `key=value` lines up to `errno=N` and a blank line.
+fn decode_nat(reply: &str) -> Result<Vec<(String, String)>, IpcError> {
+    let mut lines = Vec::new();
+    for line in reply.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            break;
+        };
+        if key == "errno" {
+            return match value.parse::<i32>() {
+                Ok(0) => Ok(lines),
+                Ok(errno) => Err(IpcError(errno.saturating_abs())),
+                Err(_) => Err(IpcError(libc::EPROTO)),
+            };
+        }
+        lines.push((key.to_owned(), value.to_owned()));
+    }
+    Err(IpcError(if reply.is_empty() {
+        libc::EOPNOTSUPP
+    } else {
+        libc::EPROTO
+    }))
+}
+
+#[cfg(test)]
+mod nat_tests {
+    use super::*;
+
+    #[test]
+    fn test_decode_nat() {
+        assert_eq!(
+            decode_nat("relay=1.2.3.4:5\npath=relay\nerrno=0\n\n"),
+            Ok(vec![
+                ("relay".to_owned(), "1.2.3.4:5".to_owned()),
+                ("path".to_owned(), "relay".to_owned())
+            ])
+        );
+        assert_eq!(decode_nat(""), Err(IpcError(libc::EOPNOTSUPP)));
+        assert_eq!(decode_nat("errno=-22\n\n"), Err(IpcError(libc::EINVAL)));
+        assert_eq!(decode_nat("garbage\n"), Err(IpcError(libc::EPROTO)));
     }
 }

@@ -63,7 +63,14 @@ pub(crate) fn main(inv: &Invocation<'_>) -> u8 {
             let name = device_name(interface.as_bytes());
             let mut out = Vec::new();
             let status = match param {
-                Some(param) => match script(&device, name, param, false, &mut out) {
+                Some(param) => match script(
+                    &device,
+                    name,
+                    param,
+                    false,
+                    &|| nat(&ipc, interface),
+                    &mut out,
+                ) {
                     Ok(()) => 0,
                     Err(()) => invalid_parameter(inv, param),
                 },
@@ -103,7 +110,17 @@ fn show_all(inv: &Invocation<'_>, ipc: &Ipc, param: Option<&OsString>) -> u8 {
         let name = device_name(name);
         match param {
             Some(param) => {
-                if script(&device, name, param, true, &mut out).is_err() {
+                let interface = OsStr::from_bytes(name);
+                if script(
+                    &device,
+                    name,
+                    param,
+                    true,
+                    &|| nat(ipc, interface),
+                    &mut out,
+                )
+                .is_err()
+                {
                     // Whatever was printed for earlier interfaces still goes out first.
                     let write = output::stdout(&out);
                     return invalid_parameter(inv, param) | write;
@@ -183,11 +200,71 @@ fn handshake_secs(peer: &Peer) -> u64 {
 }
 
 /// One script-form parameter (`wg show IF param`); `Err` for an unknown parameter.
+/// The NAT-traversal status of an interface (empty where there is none: a kernel device, a
+/// daemon without the extension).
+fn nat(ipc: &Ipc, interface: &OsStr) -> Vec<(String, String)> {
+    ipc.get_nat(interface).unwrap_or_default()
+}
+
+/// `wg show IF paths` (an extension of ours, wg-tunnel(8) NAT TRAVERSAL): per peer, its path
+/// (`direct`, `lan`, `relay`, `none` while traversal has found none, `static` for a peer that
+/// is not traversed), where it leads, and since when (a Unix time, 0 if unknown).
+fn paths(device: &Device, nat: &[(String, String)]) -> Vec<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let relay = nat
+        .iter()
+        .find(|(k, _)| k == "relay")
+        .map(|(_, v)| v.clone());
+    let mut lines = Vec::new();
+    for peer in &device.peers {
+        let hex = peer.public_key.to_hex();
+        let mut fields = nat
+            .iter()
+            .skip_while(|(k, v)| !(k == "public_key" && *v == hex))
+            .skip(1)
+            .take_while(|(k, _)| k != "public_key");
+        let (mut path, mut endpoint, mut age) = (None, None, None);
+        for (key, value) in fields.by_ref() {
+            match key.as_str() {
+                "path" => path = Some(value.clone()),
+                "path_endpoint" => endpoint = Some(value.clone()),
+                "path_age" => age = value.parse::<u64>().ok(),
+                _ => {}
+            }
+        }
+        let line = match path {
+            Some(path) => {
+                let to = match path.as_str() {
+                    "relay" => relay.clone(),
+                    _ => endpoint,
+                };
+                format!(
+                    "{}\t{path}\t{}\t{}",
+                    peer.public_key,
+                    to.unwrap_or_else(|| "(none)".to_owned()),
+                    age.map_or(0, |a| now.saturating_sub(a))
+                )
+            }
+            None => format!(
+                "{}\tstatic\t{}\t0",
+                peer.public_key,
+                self::endpoint(peer).unwrap_or_else(|| "(none)".to_owned())
+            ),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
 fn script(
     device: &Device,
     name: &[u8],
     param: &OsStr,
     with_interface: bool,
+    nat: &dyn Fn() -> Vec<(String, String)>,
     out: &mut Vec<u8>,
 ) -> Result<(), ()> {
     let line = |out: &mut Vec<u8>, text: String| {
@@ -229,6 +306,7 @@ fn script(
                 format!("{}\t{}\t{}", p.public_key, p.rx_bytes, p.tx_bytes),
             )
         }),
+        b"paths" => paths(device, &nat()).into_iter().for_each(|l| line(out, l)),
         b"persistent-keepalive" => peers
             .iter()
             .for_each(|p| line(out, format!("{}\t{}", p.public_key, keepalive(p)))),
