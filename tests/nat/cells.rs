@@ -174,8 +174,9 @@ impl Drop for World {
 }
 
 impl World {
-    /// Builds the topology: A at `a`, B at `b`; routers get WAN .1, .2 (.3 for a carrier).
-    fn new(a: &Site, b: &Site) -> World {
+    /// Builds the topology: A at `a`, B at `b`; routers get WAN .1, .2 (.3 for a carrier);
+    /// the relay runs; the peers are not up yet ([`World::up`]).
+    fn build(a: &Site, b: &Site) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         let internet = Internet::new();
         let relay_ns = internet.public_host(&[20]);
@@ -246,9 +247,14 @@ impl World {
             dir,
         };
         world.wait_relay_up();
-        for i in 0..2 {
-            world.up(i);
-        }
+        world
+    }
+
+    /// [`World::build`] and both peers up.
+    fn new(a: &Site, b: &Site) -> World {
+        let world = World::build(a, b);
+        world.up(0, "");
+        world.up(1, "");
         world
     }
 
@@ -285,13 +291,14 @@ impl World {
             .unwrap_or(0)
     }
 
-    /// `wg-quick up` of peer `i`'s config, then the relay through the UAPI extension keys.
-    fn up(&self, i: usize) {
+    /// `wg-quick up` of peer `i`'s config, then the relay through the UAPI extension keys;
+    /// `extra` is appended to the config (more `[Peer]` sections).
+    fn up(&self, i: usize, extra: &str) {
         let me = &self.peers[i];
         let other = &self.peers[1 - i];
         let config = format!(
             "[Interface]\nPrivateKey = {}\nAddress = {}/24\nListenPort = 51820\n\n\
-             [Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n",
+             [Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n{extra}",
             me.private, me.inner, other.public, other.inner
         );
         let dir = me.ns.host_path("/run/wgq");
@@ -527,5 +534,188 @@ fn cell_udp_blocked_relayed() {
         Site::Behind(Nat::UdpBlockedExcept("203.0.113.20".into())),
         Site::Behind(Nat::PortRestricted),
         Path::Relay,
+    );
+}
+
+/// Starts `wg-tests-nat capture IFACE MARKER END` in `ns`; returns once it listens.
+fn capture(ns: &Sandbox, iface: &str) -> Background {
+    let mut cap = ns.spawn(&nat_tool(), &["capture", iface, MARKER, CAPTURE_END]);
+    assert_eq!(cap.expect_line(Duration::from_secs(10)), "listening");
+    cap
+}
+
+/// Ends a capture: `from` (a public namespace with address `src`) sends the end datagram to
+/// `dst`; returns (udp frames, foreign datagrams, frames with the marker).
+fn end_capture(cap: Background, from: &Sandbox, src: &str, dst: &str, world: &World) -> [u64; 3] {
+    let out = from.run(
+        xfer().to_str().expect("UTF-8"),
+        &["udp-send", src, dst, CAPTURE_END],
+    );
+    out.assert_code(0, "udp-send the capture's end");
+    let done = cap.wait(Duration::from_secs(30), || world.report());
+    assert!(done.status.success(), "{done:?}");
+    eprint!("{}", done.stderr);
+    let words: Vec<&str> = done.lines[0].split_whitespace().collect();
+    let field = |name: &str| -> u64 {
+        let i = words.iter().position(|w| *w == name).expect("field");
+        words[i + 1].parse().expect("number")
+    };
+    [field("udp"), field("foreign"), field("marker")]
+}
+
+/// A plaintext marker sent through the tunnel (16 bytes, for `ping -p`).
+const MARKER: &str = "PLAINTEXT-MARK16";
+
+/// The datagram that ends a capture.
+const CAPTURE_END: &str = "capture-end-7f3a";
+
+fn marker_hex() -> String {
+    MARKER.bytes().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Security: what the relay's interface carries during a relayed exchange is ciphertext. A
+/// marker goes through the tunnel many times (pings padded with it, both ways), and once in
+/// the clear past the relay (the control: the capture does see plaintext when there is some).
+#[test]
+fn relay_sees_only_ciphertext() {
+    if !require_root() {
+        return;
+    }
+    let world = World::new(&Site::Behind(Nat::Symmetric), &Site::Behind(Nat::Symmetric));
+    world.wait_path(Path::Relay);
+    let cap = capture(&world.relay_ns, "eth0");
+    let (a, b) = (&world.peers[0], &world.peers[1]);
+    let pattern = marker_hex();
+    let ping = a.ns.run(
+        "ping",
+        &[
+            "-c", "20", "-i", "0.2", "-W", "5", "-s", "1000", "-p", &pattern, &b.inner,
+        ],
+    );
+    assert_eq!(ping.code(), Some(0), "{ping:?}\n{}", world.report());
+    world.transfer(1_000_000);
+    // The control: the marker in the clear, from router A's public address to the relay's port
+    // (which drops it quietly: a closed port's ICMP error would quote it a second time).
+    let router_a = &world.routers[0];
+    let clear = router_a.ns.run(
+        xfer().to_str().expect("UTF-8"),
+        &["udp-send", &router_a.wan_ip, RELAY, MARKER],
+    );
+    clear.assert_code(0, "udp-send the clear marker");
+    let [udp, foreign, marker] = end_capture(
+        cap,
+        &router_a.ns,
+        &router_a.wan_ip,
+        "203.0.113.20:9",
+        &world,
+    );
+    assert!(udp > 40, "the relay carried the exchange: {udp} UDP frames");
+    assert_eq!(
+        marker, 1,
+        "frames with the plaintext marker on the relay: only the clear control may have it"
+    );
+    // Relayed WireGuard travels wrapped in our relay header, so it is `foreign` here.
+    let _ = foreign;
+}
+
+/// Interop: a stock wireguard-go peer P on a public address, with no endpoint for A, and A a
+/// traversal-enabled wg-tunnel (relay configured, a traversed peer B) that has P as a static
+/// peer: data flows A ↔ P, and P's interface carries nothing but WireGuard messages.
+#[test]
+fn stock_wireguard_go_peer_with_static_endpoint() {
+    if !require_root() {
+        return;
+    }
+    let world = World::build(
+        &Site::Behind(Nat::PortRestricted),
+        &Site::Behind(Nat::PortRestricted),
+    );
+    let p_ns = world._internet.public_host(&[40]);
+    let _p_dev = p_ns.start_wireguard_go("wg0");
+    let (p_private, p_public) = keypair();
+    let key_file = world.dir.path().join("p.key");
+    std::fs::write(&key_file, &p_private).expect("write key");
+    let a = &world.peers[0];
+    let allowed = format!("{}/32", a.inner);
+    let wg = Invocation::new([
+        "set",
+        "wg0",
+        "private-key",
+        key_file.to_str().expect("UTF-8"),
+        "listen-port",
+        "51820",
+        "peer",
+        &a.public,
+        "allowed-ips",
+        &allowed,
+    ])
+    .in_sandbox(&p_ns)
+    .run(&reference_wg());
+    wg.assert_code(0, "wg set on P");
+    p_ns.ip("addr add 10.77.0.3/24 dev wg0");
+    p_ns.ip("link set wg0 up");
+    let cap = capture(&p_ns, "eth0");
+
+    world.up(
+        0,
+        &format!("\n[Peer]\nPublicKey = {p_public}\nAllowedIPs = 10.77.0.3/32\nEndpoint = 203.0.113.40:51820\n"),
+    );
+    world.up(1, "");
+    let start = Instant::now();
+    while a
+        .ns
+        .run("ping", &["-c", "1", "-W", "2", "10.77.0.3"])
+        .code()
+        != Some(0)
+    {
+        assert!(
+            start.elapsed() < TRANSFER_DEADLINE,
+            "A never reached P\n{}",
+            world.report()
+        );
+    }
+    // A checksummed transfer A → P.
+    let mut receiver = p_ns.spawn(&xfer(), &["recv", "0.0.0.0:5003"]);
+    assert_eq!(receiver.expect_line(Duration::from_secs(10)), "listening");
+    let sender =
+        a.ns.spawn(&xfer(), &["send", "10.77.0.3:5003", "2000000", "3"]);
+    let sent = sender.wait(TRANSFER_DEADLINE, || world.report());
+    let received = receiver.wait(TRANSFER_DEADLINE, || world.report());
+    assert!(
+        sent.status.success() && received.status.success(),
+        "{sent:?} {received:?}"
+    );
+    assert_eq!(sent.lines, received.lines, "digests differ");
+    // P answers too.
+    let back = p_ns.run("ping", &["-c", "1", "-W", "5", &a.inner]);
+    assert_eq!(back.code(), Some(0), "P to A: {back:?}");
+    // Meanwhile the traversed peer works as ever.
+    world.wait_path(Path::Direct);
+    world.transfer(1_000_000);
+    // A's wg show: P keeps its static endpoint.
+    assert!(
+        a.nat_report()
+            .lines()
+            .all(|l| l != format!("public_key={}", hex(&p_public))),
+        "P is not traversed:\n{}",
+        a.nat_report()
+    );
+    let [udp, foreign, _] = end_capture(
+        cap,
+        &world.relay_ns,
+        "203.0.113.20",
+        "203.0.113.40:9",
+        &world,
+    );
+    assert!(
+        udp > 10,
+        "P's interface carried the exchange: {udp} UDP frames"
+    );
+    assert_eq!(
+        foreign, 0,
+        "P received datagrams that are not WireGuard messages"
     );
 }
