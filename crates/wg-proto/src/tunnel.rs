@@ -28,6 +28,8 @@ use crate::ratelimiter::Ratelimiter;
 
 /// Recycled buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 1024;
+/// The least capacity of a pooled buffer: a 1500-byte packet plus the transport overhead.
+const MIN_BUFFER: usize = 1600;
 
 /// At most this many handshake messages wait to be processed; more are dropped (the kernel's
 /// `MAX_QUEUED_INCOMING_HANDSHAKES`).
@@ -155,10 +157,16 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// A zero-filled buffer of `len` bytes, reusing a recycled one when possible.
+    /// A zero-filled buffer of `len` bytes, reusing a recycled one when possible. Every
+    /// buffer has room for at least [`MIN_BUFFER`] bytes, so a recycled one fits any usual
+    /// packet and steady traffic never reallocates.
     pub(crate) fn take_buffer(&mut self, len: usize) -> Vec<u8> {
-        let mut buf = self.pool.pop().unwrap_or_default();
+        let mut buf = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MIN_BUFFER));
         buf.clear();
+        buf.reserve(len.max(MIN_BUFFER));
         buf.resize(len, 0);
         buf
     }

@@ -1,0 +1,148 @@
+//! The data path allocates nothing per packet once warm: encrypting, sending, receiving,
+//! decrypting and delivering reuse pooled buffers. Measured with a counting global allocator
+//! (this integration-test binary only: the library itself forbids `unsafe`) whose counter is
+//! per thread, so parallel tests do not disturb it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use wg_proto::{Event, PeerConfig, Tunnel};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers every operation to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// A minimal IPv4 header (20 bytes, no checksum) followed by `payload`.
+fn ipv4_packet(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let len = 20 + payload.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn peer(tunnel: &Tunnel, endpoint: SocketAddr, ip: [u8; 4]) -> PeerConfig {
+    PeerConfig {
+        public_key: *tunnel.public_key(),
+        endpoint: Some(endpoint),
+        allowed_ips: vec![(IpAddr::from(ip), 32)],
+        ..Default::default()
+    }
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a base instant for the test's own clock
+fn test_no_allocation_per_packet() {
+    let now = Instant::now();
+    let wall = Duration::from_secs(1_700_000_000);
+    let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
+        "192.0.2.1:1".parse().unwrap(),
+        "192.0.2.2:2".parse().unwrap(),
+    );
+    let mut a = Tunnel::new([0x0a; 32], [1; 32], now, wall);
+    let mut b = Tunnel::new([0x0b; 32], [2; 32], now, wall);
+    let (ip_a, ip_b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    a.add_peer(now, peer(&b, b_addr, ip_b)).unwrap();
+    b.add_peer(now, peer(&a, a_addr, ip_a)).unwrap();
+    let a_to_b = ipv4_packet(ip_a, ip_b, &[0x55; 1400]);
+    let b_to_a = ipv4_packet(ip_b, ip_a, &[0x66; 100]);
+    let mut wire = vec![0u8; 2048];
+    // Moves datagrams both ways until both sides are quiet.
+    let mut pump = |a: &mut Tunnel, b: &mut Tunnel| loop {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit(&mut wire) {
+            b.handle_incoming(now, a_addr, &wire[..t.len]);
+            b.process_handshakes(now, usize::MAX);
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit(&mut wire) {
+            a.handle_incoming(now, b_addr, &wire[..t.len]);
+            a.process_handshakes(now, usize::MAX);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    };
+    // Delivered packets of `len` bytes.
+    let delivered = |t: &mut Tunnel, len: usize| {
+        let mut n = 0;
+        while let Some(event) = t.poll_event() {
+            if let Event::Deliver { packet, .. } = event {
+                assert_eq!(packet.len(), len);
+                n += 1;
+            }
+        }
+        n
+    };
+    // Eight packets each way, returning how many arrived.
+    let mut round = |a: &mut Tunnel, b: &mut Tunnel| -> usize {
+        for _ in 0..8 {
+            a.handle_outgoing(now, &a_to_b);
+        }
+        pump(a, b);
+        for _ in 0..8 {
+            b.handle_outgoing(now, &b_to_a);
+        }
+        pump(a, b);
+        delivered(b, a_to_b.len()) + delivered(a, b_to_a.len())
+    };
+    // Warm up (the handshake, the pools and the queues), then count.
+    for _ in 0..10 {
+        round(&mut a, &mut b);
+    }
+    let before = allocations();
+    let mut delivered = 0;
+    for _ in 0..400 {
+        delivered += round(&mut a, &mut b);
+    }
+    assert_eq!(delivered, 6_400);
+    // The buffer pools still grow now and then (a handful of times over the run, from some
+    // rare peak of buffers in flight), but nothing is allocated per packet.
+    let allocated = allocations() - before;
+    assert!(allocated <= 16, "{allocated} allocations for 6,400 packets");
+}
