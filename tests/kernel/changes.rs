@@ -30,7 +30,7 @@ use super::vm::{self, Payload};
 use crate::set::{pick, random_allowed_ip, random_endpoint};
 
 /// Generated small cases.
-const CASES: u64 = 48;
+const CASES: u64 = 40;
 /// Case streams of this module start here.
 const STREAM: u64 = 0x6_0000;
 /// Peer keys a case draws from.
@@ -410,8 +410,15 @@ fn changes_through_ours_and_reference_give_the_same_kernel_state() {
     let section = vm::results().section("changes");
     let cases = all_cases();
     let mut failures = Vec::new();
+    let mut applied = 0;
     for case in &cases {
         let name = &case.name;
+        let reference = section.outcome(name, "ref");
+        if reference.code() == Some(0) {
+            applied += 1;
+        } else if case.name.starts_with("big-") {
+            failures.push(format!("=== [{name}] the reference failed:\n{reference:?}"));
+        }
         let what = if case.kind == Kind::Set {
             format!("[{name}] wg set IF {}", case.args.join(" "))
         } else {
@@ -419,10 +426,7 @@ fn changes_through_ours_and_reference_give_the_same_kernel_state() {
         };
         let what = shorten(&what);
         let mut report = String::new();
-        if let Some(r) = compare(
-            &section.outcome(name, "ref"),
-            &section.outcome(name, "ours"),
-        ) {
+        if let Some(r) = compare(&reference, &section.outcome(name, "ours")) {
             report += &format!("the runs differ:\n{r}");
         }
         for file in ["conf", "dump"] {
@@ -445,7 +449,18 @@ fn changes_through_ours_and_reference_give_the_same_kernel_state() {
     }
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
-        format!("kernel changes: {} cases compared in the VM\n", cases.len()).as_bytes(),
+        format!(
+            "kernel changes: {} cases compared in the VM ({applied} applied, the rest refused \
+             alike)\n",
+            cases.len()
+        )
+        .as_bytes(),
+    );
+    // Most generated changes are valid: equal refusals alone would prove little.
+    assert!(
+        applied * 10 >= cases.len() * 8,
+        "only {applied} of {} changes were applied by the reference",
+        cases.len()
     );
     if !failures.is_empty() {
         let total = failures.len();

@@ -13,6 +13,7 @@
 //!   interfaces.
 //! * [`changes`]: `set`, `setconf`, `addconf`, `syncconf` through ours and through the reference
 //!   give the same kernel state, including changes that need many netlink messages.
+//! * [`netns`]: the configuration checks of the kernel's self-test `netns.sh`, with our `wg`.
 //! * [`interop`]: kernel WireGuard and our `wg-tunnel` on the wire, each side initiating.
 //!
 //! Adding cases: write a `sections(&mut Payload)` in a submodule that adds its guest scripts
@@ -23,6 +24,7 @@
 
 mod changes;
 mod interop;
+mod netns;
 mod show;
 mod states;
 mod vm;

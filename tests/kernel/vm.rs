@@ -4,6 +4,9 @@
 //! runs `scripts/vm/run.sh` once, and keeps the VM's `/out`; the other tests wait for it and
 //! read their own sections. A section is a guest shell script run by `prelude.sh`; its
 //! directory `/out/<section>/` holds `log`, `status` and the files the section wrote.
+//!
+//! For development: `WG_TESTS_VM_SECTIONS=show,netns` runs only those sections (the other
+//! tests then fail), and `WG_TESTS_VM_OUT=/tmp/vm-out` keeps a copy of the VM's `/out`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,7 +58,18 @@ impl Payload {
     fn write(&self, dir: &Path) {
         let mut all = self.files.clone();
         all.insert("run".into(), PRELUDE.into());
-        all.insert("sections".into(), (self.sections.join("\n") + "\n").into());
+        // `WG_TESTS_VM_SECTIONS=a,b` runs only those sections (the others' tests then fail).
+        let only = std::env::var("WG_TESTS_VM_SECTIONS").ok();
+        let sections: Vec<&str> = self
+            .sections
+            .iter()
+            .map(String::as_str)
+            .filter(|s| match &only {
+                None => true,
+                Some(only) => only.split(',').any(|x| x == *s),
+            })
+            .collect();
+        all.insert("sections".into(), (sections.join("\n") + "\n").into());
         for (path, contents) in &all {
             let path = dir.join(path);
             std::fs::create_dir_all(path.parent().expect("payload path has a parent"))
@@ -148,6 +162,7 @@ fn payload() -> Payload {
     let mut p = Payload::default();
     super::show::sections(&mut p);
     super::changes::sections(&mut p);
+    super::netns::sections(&mut p);
     super::interop::sections(&mut p);
     p.section("no-module", super::show::NO_MODULE_SCRIPT);
     p
@@ -203,6 +218,14 @@ fn boot() -> Result<VmRun, String> {
             .collect::<Vec<_>>()
             .join("; ")
     );
+    if let Ok(keep) = std::env::var("WG_TESTS_VM_OUT") {
+        // Keep the VM's /out for a look (a copy: the temp dir goes away with the run).
+        let _ = Command::new("cp")
+            .arg("-a")
+            .arg(out.path())
+            .arg(&keep)
+            .status();
+    }
     if status.success() {
         Ok(VmRun { out, console })
     } else {
