@@ -1,9 +1,10 @@
 //! NAT traversal end to end, the smallest case (root only): a `wg-relay` and two wg-tunnel
-//! peers on the simulated Internet, each configured with the reference `wg` (peers without an
-//! endpoint) plus our relay extension keys over UAPI. With direct UDP between the peers
-//! blocked, they reach each other through the relay (and the relay reports the session and
-//! its bytes); once unblocked, they switch to the direct path. The reference `wg show` keeps
-//! working throughout, and never sees a relay placeholder endpoint.
+//! peers on the simulated Internet, neither with an endpoint for the other. A is configured
+//! with the reference `wg` plus our relay extension keys over UAPI, B by our `wg-quick up` with
+//! `Relay`/`RelayPublicKey`. With direct UDP between the peers blocked, they reach each other
+//! through the relay (and the relay reports the session and its bytes); once unblocked, they
+//! switch to the direct path. The reference `wg show` keeps working throughout and never sees
+//! a relay placeholder endpoint; our `wg show wg0 paths` reports each path.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -117,46 +118,62 @@ fn relay_first_then_direct() {
         ))
         .assert_code(0, "nft block");
 
-    let mut devices = Vec::new();
-    for (i, ns) in hosts.iter().enumerate() {
-        let dev = ns.start_wg_tunnel("wg0");
-        std::fs::write(ns.host_path("/run/wg.key"), format!("{}\n", KEYS[i])).unwrap();
-        let other = 1 - i;
-        let wg = Invocation::new([
-            "set",
-            "wg0",
-            "private-key",
-            "/run/wg.key",
-            "listen-port",
-            "51820",
-            "peer",
-            &pubs[other],
-            "allowed-ips",
-            &format!("10.99.0.{}/32", other + 1),
-        ])
-        .in_sandbox(ns)
-        .run(&reference_wg());
-        wg.assert_code(0, "wg set");
-        ns.ip(&format!("addr add 10.99.0.{}/24 dev wg0", i + 1));
-        ns.ip("link set wg0 up");
-        let reply = uapi(
-            ns,
-            &format!(
-                "set=1\nrelay={relay_addr}\nrelay_public_key={}\n\n",
-                hex(&pubs[2])
-            ),
-        );
-        assert_eq!(reply, "errno=0\n\n");
-        devices.push(dev);
-    }
-    let logs = || {
+    // A: a wg-tunnel configured by hand, with the reference wg and the UAPI extension keys.
+    let a = &hosts[0];
+    let device_a = a.start_wg_tunnel("wg0");
+    std::fs::write(a.host_path("/run/wg.key"), format!("{}\n", KEYS[0])).unwrap();
+    let wg = Invocation::new([
+        "set",
+        "wg0",
+        "private-key",
+        "/run/wg.key",
+        "listen-port",
+        "51820",
+        "peer",
+        &pubs[1],
+        "allowed-ips",
+        "10.99.0.2/32",
+    ])
+    .in_sandbox(a)
+    .run(&reference_wg());
+    wg.assert_code(0, "wg set");
+    a.ip("addr add 10.99.0.1/24 dev wg0");
+    a.ip("link set wg0 up");
+    let reply = uapi(
+        a,
+        &format!(
+            "set=1\nrelay={relay_addr}\nrelay_public_key={}\n\n",
+            hex(&pubs[2])
+        ),
+    );
+    assert_eq!(reply, "errno=0\n\n");
+    // B: our wg-quick with the Relay keys (no kernel module here: it starts wg-tunnel).
+    let b = &hosts[1];
+    std::fs::create_dir_all(b.host_path("/run/wgq")).unwrap();
+    std::fs::write(
+        b.host_path("/run/wgq/wg0.conf"),
         format!(
-            "{}\nA:\n{}\nB:\n{}",
-            relay_log(),
-            devices[0].log(),
-            devices[1].log()
-        )
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.99.0.2/24\n\
+             Relay = {relay_addr}\nRelayPublicKey = {}\n\n[Peer]\nPublicKey = {}\n\
+             AllowedIPs = 10.99.0.1/32\n",
+            KEYS[1], pubs[2], pubs[0]
+        ),
+    )
+    .unwrap();
+    let quick = |command: &str| {
+        Invocation::new([command, "/run/wgq/wg0.conf"])
+            .arg0("wg-quick")
+            .in_sandbox(b)
+            .run(&cargo_bin("wg-quick"))
     };
+    let up = quick("up");
+    up.assert_code(0, "wg-quick up");
+    let trace = up.stderr_str();
+    assert!(
+        trace.contains(&format!("[#] relay wg0 {relay_addr}\n")),
+        "{trace}"
+    );
+    let logs = || format!("{}\nA:\n{}", relay_log(), device_a.log());
     let path_of = |ns: &Sandbox| uapi(ns, "get=nat\n\n");
 
     // Relayed at first.
@@ -245,4 +262,5 @@ fn relay_first_then_direct() {
         shown.starts_with(&format!("{}\tdirect\t{}:51820\t", pubs[0], ips[0])),
         "{shown}"
     );
+    quick("down").assert_code(0, "wg-quick down");
 }

@@ -309,6 +309,11 @@ pub struct QuickConfig {
     pub post_down: Vec<String>,
     /// `SaveConfig`.
     pub save_config: bool,
+    /// `Relay` (an extension of ours, for wg-tunnel's NAT traversal): the relay's
+    /// `host:port`, verbatim; resolved and checked when used.
+    pub relay: Option<String>,
+    /// `RelayPublicKey` (extension): the relay's public key, base64, verbatim.
+    pub relay_public_key: Option<String>,
     /// Every line not consumed above, each followed by `\n`: the wg(8) part of the file, as
     /// `wg-quick strip` prints it (it adds one more `\n`, from `echo`).
     pub wg_config: String,
@@ -336,6 +341,12 @@ impl QuickConfig {
         if self.save_config {
             lines.push("SaveConfig = true".to_owned());
         }
+        lines.extend(self.relay.as_ref().map(|r| format!("Relay = {r}")));
+        lines.extend(
+            self.relay_public_key
+                .as_ref()
+                .map(|k| format!("RelayPublicKey = {k}")),
+        );
         for (key, hooks) in [
             ("PreUp", &self.pre_up),
             ("PostUp", &self.post_up),
@@ -487,6 +498,11 @@ impl QuickParser {
             "saveconfig" if value.eq_ignore_ascii_case("true") => config.save_config = true,
             "saveconfig" if value.eq_ignore_ascii_case("false") => config.save_config = false,
             "saveconfig" => return Err(QuickError::SaveConfig(value.to_owned())),
+            // Extensions of ours (wg-tunnel's NAT traversal), kept out of `wg setconf`.
+            "relay" => config.relay = (!value.is_empty()).then(|| value.to_owned()),
+            "relaypublickey" => {
+                config.relay_public_key = (!value.is_empty()).then(|| value.to_owned())
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -523,6 +539,26 @@ pub fn substitute_interface(hook: &str, interface: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn test_relay_extension_keys() {
+        let text = "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n\
+                    Relay = relay.example:3478\nrelaypublickey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n";
+        let config = QuickParser::parse_str(text).unwrap();
+        assert_eq!(config.relay.as_deref(), Some("relay.example:3478"));
+        assert_eq!(
+            config.relay_public_key.as_deref(),
+            Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=")
+        );
+        // Kept out of what goes to `wg setconf`; kept by save.
+        assert!(!config.wg_config.to_lowercase().contains("relay"));
+        let saved = config.to_string();
+        assert!(
+            saved.contains("Relay = relay.example:3478\nRelayPublicKey = "),
+            "{saved}"
+        );
+        assert_eq!(QuickParser::parse_str(&saved).unwrap(), config);
+    }
 
     #[test]
     fn test_parse_and_strip() {

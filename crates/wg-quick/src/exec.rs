@@ -144,6 +144,7 @@ impl<'a> Runner<'a> {
                 0 => Ok(()),
                 status => Err(Failure(status)),
             },
+            Op::SetRelay { relay, public_key } => self.set_relay(relay, public_key),
             Op::AddAddress(address) => {
                 let Some(addr) = address.addr() else {
                     // iproute2's words for text it cannot read as a prefix.
@@ -240,6 +241,58 @@ impl<'a> Runner<'a> {
     }
 
     /// `add_if`: the kernel link, else the userspace implementation.
+    /// The `Relay` / `RelayPublicKey` extension keys: the relay resolved as endpoints are,
+    /// then sent to the wg-tunnel device over its UAPI socket (wg-tunnel(8) NAT TRAVERSAL).
+    fn set_relay(&self, relay: &str, public_key: &str) -> Result<(), Failure> {
+        use wg_config::key::Key;
+        use wg_ipc::resolve::{resolve_endpoint, retry_message, Retries};
+        let interface = self.interface();
+        let endpoint: wg_config::Endpoint = relay
+            .parse()
+            .map_err(|_| die(self.program, &format!("Relay `{relay}' is not HOST:PORT")))?;
+        let key = wg_config::PublicKey::from_base64(public_key).map_err(|_| {
+            die(
+                self.program,
+                &format!("RelayPublicKey `{public_key}' is not a public key"),
+            )
+        })?;
+        let retries = Retries::from_env().unwrap_or_default();
+        let mut wait = |error: &_, delay| {
+            stderr(format!("{}\n", retry_message(error, delay)).as_bytes());
+            std::thread::sleep(delay);
+        };
+        let addr = resolve_endpoint(&endpoint, relay, retries, &mut wait)
+            .map_err(|e| die(self.program, &e.to_string()))?
+            .socket_addr()
+            .ok_or_else(|| die(self.program, &format!("Relay `{relay}' has no address")))?;
+        let sockets = wg_ipc::uapi::SocketDir::default();
+        if !sockets.has_interface(OsStr::new(interface)) {
+            return Err(die(
+                self.program,
+                "Relay needs the wg-tunnel userspace device (WG_QUICK_USERSPACE_IMPLEMENTATION)",
+            ));
+        }
+        let request = format!("set=1\nrelay={addr}\nrelay_public_key={}\n\n", key.to_hex());
+        match sockets.request(OsStr::new(interface), &request) {
+            Ok(reply) if reply == "errno=0\n\n" => Ok(()),
+            Ok(reply) => {
+                let errno = reply
+                    .strip_prefix("errno=")
+                    .and_then(|r| r.trim().parse::<i32>().ok())
+                    .map_or(libc::EPROTO, i32::abs);
+                let error = io::Error::from_raw_os_error(errno);
+                Err(die(
+                    self.program,
+                    &format!("cannot set the relay: {}", strerror(&error)),
+                ))
+            }
+            Err(e) => Err(die(
+                self.program,
+                &format!("cannot set the relay: {}", strerror(&e)),
+            )),
+        }
+    }
+
     fn add_link(&self, userspace: Option<&str>) -> Result<(), Failure> {
         let interface = self.interface();
         let Err(failure) = ip(rtnl::link_add(interface, "wireguard")) else {

@@ -84,6 +84,14 @@ pub(crate) enum Op {
     },
     /// `wg addconf IF <(echo "$WG_CONFIG")`; holds `WG_CONFIG` with `echo`'s newline.
     AddConf(String),
+    /// The `Relay` and `RelayPublicKey` extension keys, sent to wg-tunnel over UAPI (see
+    /// wg-tunnel(8) NAT TRAVERSAL).
+    SetRelay {
+        /// `host:port`, as written.
+        relay: String,
+        /// The relay's public key, base64, as written (empty if missing).
+        public_key: String,
+    },
     /// `ip -4|-6 address add ADDR dev IF`.
     AddAddress(InterfaceAddress),
     /// `ip link set mtu MTU up dev IF`.
@@ -173,6 +181,7 @@ impl Op {
             Op::AddLink { .. } => format!("ip link add dev {interface} type wireguard"),
             Op::RunHook { hook, .. } => hook.clone(),
             Op::AddConf(_) => format!("wg addconf {interface} /dev/fd/63"),
+            Op::SetRelay { relay, .. } => format!("relay {interface} {relay}"),
             Op::AddAddress(address) => format!(
                 "ip {} address add {address} dev {interface}",
                 proto(address.is_ipv6())
@@ -265,6 +274,15 @@ pub(crate) fn plan_create(
     let mut steps = vec![Op::AddLink { userspace }.into()];
     steps.extend(hooks(interface, &config.pre_up));
     steps.push(Op::AddConf(format!("{}\n", config.wg_config)).into());
+    if config.relay.is_some() || config.relay_public_key.is_some() {
+        steps.push(
+            Op::SetRelay {
+                relay: config.relay.clone().unwrap_or_default(),
+                public_key: config.relay_public_key.clone().unwrap_or_default(),
+            }
+            .into(),
+        );
+    }
     steps.extend(
         config
             .addresses
