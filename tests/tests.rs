@@ -8,6 +8,9 @@
 //! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
 //!   `scripts/install.sh` and the Debian package metadata, checked against what the code supports.
 //! * `harness`: the sandbox / userspace-daemon harness itself (root only; skips otherwise).
+//! * `kernel`: our tools against the real kernel WireGuard module, in one qemu boot of Debian's
+//!   kernel (`scripts/vm/`): every show form and every set path against the reference, the
+//!   `netns.sh` configuration checks, wire interop with wg-tunnel (root only).
 //! * `nat`: NAT traversal in namespaces: a simulated Internet with nftables NAT routers, the
 //!   NATs' own behaviour checked with UDP probes (root only).
 //! * `nat_smoke`: NAT traversal end to end, smallest case: `wg-relay` and two wg-tunnel peers,
