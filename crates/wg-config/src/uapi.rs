@@ -477,7 +477,10 @@ fn set_line(delta: &mut Device, in_peer: &mut bool, line: &str) -> Result<(), Re
             let digits = value
                 .rsplit_once(':')
                 .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
-            if !endpoint.is_ip_literal() || !digits {
+            // A control character (a NUL in an IPv6 scope) would be echoed in `get` replies,
+            // which clients then refuse as malformed (found by fuzz/uapi_request).
+            let control = value.bytes().any(|b| b.is_ascii_control());
+            if !endpoint.is_ip_literal() || !digits || control {
                 return Err(invalid());
             }
             peer.endpoint = Some(endpoint);
@@ -814,6 +817,22 @@ mod tests {
             decode_set_reply("errno=-2147483648\n\n"),
             Err(ReplyError::Errno(i32::MIN))
         );
+    }
+
+    #[test]
+    fn test_server_refuses_control_characters_in_endpoints() {
+        // Regression (fuzz/uapi_request): the scope was accepted, echoed by `get`, and the
+        // reply was then refused by every client.
+        let key = "5a".repeat(32);
+        let line = "endpoint=[fe80::1%\0\0\0f1]:51820";
+        assert_eq!(
+            set(&format!("public_key={key}\n{line}\n")),
+            Err(RequestError::Value(line.to_owned()))
+        );
+        assert!(set(&format!(
+            "public_key={key}\nendpoint=[fe80::1%eth0]:51820\n"
+        ))
+        .is_ok());
     }
 
     #[test]
