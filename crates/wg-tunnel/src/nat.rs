@@ -333,3 +333,97 @@ fn local_address(relay: SocketAddr, port: u16) -> Option<SocketAddr> {
     local.set_port(port);
     Some(local)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use wg_config::key::Key;
+    use wg_config::uapi::{Request, RequestParser};
+    use wg_config::{Device, PrivateKey};
+
+    use crate::batch::Batch;
+    use crate::demux::is_wireguard;
+    use crate::device::Interface;
+
+    fn set(iface: &mut Interface, body: &str) {
+        let mut parser = RequestParser::new();
+        parser.line("set=1").unwrap();
+        for line in body.lines() {
+            assert_eq!(parser.line(line).unwrap(), None, "{line}");
+        }
+        let Some(Request::Set(delta)) = parser.line("").unwrap() else {
+            panic!("not a set");
+        };
+        let delta: Device = delta;
+        iface
+            .set(Instant::now(), Duration::from_secs(1_800_000_000), &delta)
+            .unwrap();
+    }
+
+    fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            got.push(buf[..len].to_vec());
+        }
+        got
+    }
+
+    #[test]
+    fn test_only_peers_without_endpoint_are_traversed() {
+        let relay = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let stock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let relay_key = PrivateKey::from_random([9; 32]).public_key();
+        let stock_key = PrivateKey::from_random([2; 32]).public_key();
+        let nat_key = PrivateKey::from_random([3; 32]).public_key();
+        let mut iface = Interface::new("t0").unwrap();
+        iface.set_link_up(Instant::now(), true);
+        set(
+            &mut iface,
+            &format!(
+                "private_key={}\npublic_key={}\nendpoint={}\npersistent_keepalive_interval=1\n\
+                 allowed_ip=10.1.0.0/16\npublic_key={}\nallowed_ip=10.2.0.0/16",
+                "a0".repeat(32),
+                stock_key.to_hex(),
+                stock.local_addr().unwrap(),
+                nat_key.to_hex()
+            ),
+        );
+        let now = Instant::now();
+        iface.set_relay(
+            now,
+            Duration::from_secs(1_800_000_000),
+            Some((relay.local_addr().unwrap(), *relay_key.as_bytes())),
+        );
+        let report = iface.nat_report(now);
+        assert!(
+            report.contains(&format!("public_key={}\npath=none\n", nat_key.to_hex())),
+            "{report}"
+        );
+        assert!(!report.contains(&stock_key.to_hex()), "{report}");
+        iface.handle_timeout(now);
+        let mut out = Batch::new(8, 2048);
+        iface.flush_datagrams(&mut out);
+        // The relay got a registration (ours: magic first), the stock peer only WireGuard.
+        let at_relay = drain(&relay);
+        assert!(!at_relay.is_empty());
+        assert!(at_relay.iter().all(|d| wg_nat::wire::is_control(d)));
+        let at_stock = drain(&stock);
+        assert!(!at_stock.is_empty(), "the keepalive's handshake");
+        assert!(at_stock.iter().all(|d| is_wireguard(d)), "{at_stock:?}");
+        // Giving the traversed peer an endpoint takes it out of traversal.
+        set(
+            &mut iface,
+            &format!("public_key={}\nendpoint=127.0.0.1:9", nat_key.to_hex()),
+        );
+        assert!(!iface.nat_report(now).contains(&nat_key.to_hex()));
+        // Without a relay, traversal is off.
+        iface.set_relay(now, Duration::from_secs(1_800_000_000), None);
+        assert_eq!(iface.nat_report(now), "");
+    }
+}

@@ -618,3 +618,105 @@ mod tests {
         assert!(!path.exists());
     }
 }
+
+#[cfg(test)]
+mod nat_tests {
+    //! The NAT-traversal extensions: relay keys in `set`, the `get=nat` operation.
+    use super::*;
+    use wg_config::key::Key;
+
+    #[derive(Default)]
+    struct Nat {
+        sets: Vec<Device>,
+        relays: Vec<Option<crate::nat::RelayConfig>>,
+    }
+
+    impl Handler for Nat {
+        fn get(&mut self) -> String {
+            "listen_port=1\nerrno=0\n\n".to_owned()
+        }
+        fn set(&mut self, delta: &Device) -> Result<(), i32> {
+            self.sets.push(delta.clone());
+            Ok(())
+        }
+        fn set_relay(&mut self, relay: Option<crate::nat::RelayConfig>) -> Result<(), i32> {
+            self.relays.push(relay);
+            Ok(())
+        }
+        fn get_nat(&mut self) -> String {
+            "relay=192.0.2.1:3478\n".to_owned()
+        }
+    }
+
+    fn exchange(handler: &mut Nat, request: &[u8]) -> String {
+        let (client, server) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut conn = Connection::new(server);
+        (&client).write_all(request).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        while !conn.is_done() {
+            conn.on_readable(handler);
+        }
+        drop(conn);
+        let mut reply = String::new();
+        (&client).read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    const KEY: &str = "f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10";
+
+    #[test]
+    fn test_relay_keys_are_taken_before_the_parser() {
+        let mut h = Nat::default();
+        let request = format!(
+            "set=1\nlisten_port=7\nrelay=192.0.2.1:3478\nrelay_public_key={KEY}\npublic_key={KEY}\nallowed_ip=10.0.0.0/8\n\nget=nat\n\nget=1\n\n"
+        );
+        assert_eq!(
+            exchange(&mut h, request.as_bytes()),
+            "errno=0\n\nrelay=192.0.2.1:3478\nerrno=0\n\nlisten_port=1\nerrno=0\n\n"
+        );
+        assert_eq!(h.sets.len(), 1);
+        assert_eq!(h.sets[0].listen_port, Some(7));
+        assert_eq!(h.sets[0].peers.len(), 1);
+        let key = *wg_config::PublicKey::from_hex(KEY).unwrap().as_bytes();
+        assert_eq!(
+            h.relays,
+            vec![Some(("192.0.2.1:3478".parse().unwrap(), key))]
+        );
+        // An empty relay turns traversal off; a set without the keys leaves it alone.
+        let mut h = Nat::default();
+        assert_eq!(
+            exchange(&mut h, b"set=1\nrelay=\n\nset=1\nlisten_port=1\n\n"),
+            "errno=0\n\nerrno=0\n\n"
+        );
+        assert_eq!(h.relays, vec![None]);
+    }
+
+    #[test]
+    fn test_bad_relay_keys_are_einval_and_apply_nothing() {
+        for request in [
+            "set=1\nrelay=not-an-address\n\n".to_owned(),
+            format!("set=1\nrelay_public_key=zz{}\n\n", &KEY[2..]),
+            // Inside a peer section they are unknown peer keys.
+            format!("set=1\npublic_key={KEY}\nrelay=192.0.2.1:1\n\n"),
+        ] {
+            let mut h = Nat::default();
+            assert_eq!(
+                exchange(&mut h, request.as_bytes()),
+                "errno=-22\n\n",
+                "{request}"
+            );
+            assert!(h.sets.is_empty() && h.relays.is_empty(), "{request}");
+        }
+        // An address without a key is incomplete.
+        let mut h = Nat::default();
+        assert_eq!(
+            exchange(&mut h, b"set=1\nrelay=192.0.2.1:1\n\n"),
+            "errno=-22\n\n"
+        );
+        assert!(h.relays.is_empty());
+        // `get=nat` with trailing lines is closed on, like `get=1`.
+        let mut h = Nat::default();
+        assert_eq!(exchange(&mut h, b"get=nat\nfoo=1\n\n"), "");
+    }
+}
