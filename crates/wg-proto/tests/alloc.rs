@@ -141,8 +141,9 @@ fn test_no_allocation_per_packet() {
         delivered += round(&mut a, &mut b);
     }
     assert_eq!(delivered, 6_400);
-    // The buffer pools still grow now and then (a handful of times over the run, from some
-    // rare peak of buffers in flight), but nothing is allocated per packet.
+    // A handful of allocations remain, not per packet: with the clock frozen, a timer re-armed
+    // with random jitter sometimes sets a new earliest deadline (a record low, rarer and
+    // rarer), which takes a timer-heap entry, and the heap's storage grows now and then.
     let allocated = allocations() - before;
     assert!(allocated <= 16, "{allocated} allocations for 6,400 packets");
 }
