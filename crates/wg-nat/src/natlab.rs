@@ -182,6 +182,19 @@ impl Lab {
     fn send_from_host(&mut self, h: usize, dst: SocketAddr, bytes: Vec<u8>) {
         let src = self.hosts[h].addr;
         let router = self.hosts[h].router;
+        if let IpAddr::V4(ip) = dst.ip() {
+            if ip.is_private() {
+                // Only reachable on the same LAN, without NAT.
+                if self
+                    .hosts
+                    .iter()
+                    .any(|o| o.addr == dst && o.router == router)
+                {
+                    self.wire.push((self.now + LATENCY, src, dst, bytes));
+                }
+                return;
+            }
+        }
         if let Some(public_src) = self.routers[router].outbound(src, dst) {
             self.wire.push((self.now + LATENCY, public_src, dst, bytes));
         }
@@ -221,19 +234,22 @@ impl Lab {
                 }
                 continue;
             }
-            let Some(h) = (0..self.hosts.len()).find(|&h| {
-                let r = &self.routers[self.hosts[h].router];
-                to.ip() == r.public
-            }) else {
+            // On a LAN: straight to the host. Else through the NAT owning the address.
+            let internal = match self.hosts.iter().position(|h| h.addr == to) {
+                Some(_) => to,
+                None => {
+                    let Some(router) = self.routers.iter().position(|r| r.public == to.ip()) else {
+                        continue;
+                    };
+                    let Some(internal) = self.routers[router].inbound(from, to) else {
+                        continue;
+                    };
+                    internal
+                }
+            };
+            let Some(h) = self.hosts.iter().position(|h| h.addr == internal) else {
                 continue;
             };
-            let router = self.hosts[h].router;
-            let Some(internal) = self.routers[router].inbound(from, to) else {
-                continue;
-            };
-            if internal != self.hosts[h].addr {
-                continue;
-            }
             let now = self.now;
             if let Incoming::Deliver { packet, .. } =
                 self.hosts[h].nat.handle_datagram(now, from, &bytes)
@@ -297,6 +313,20 @@ fn test_relay_first_then_direct_between_eim_nats() {
     lab.run(Duration::from_secs(120));
     assert!(matches!(lab.path(0), Path::Direct(_)));
     assert_eq!(lab.hosts[0].paths.len(), 2, "{:?}", lab.hosts[0].paths);
+}
+
+#[test]
+fn test_same_lan_is_a_lan_path() {
+    // Both behind one NAT without hairpinning: only the host candidates work.
+    let mut lab = Lab::new(Kind::Symmetric, Kind::Symmetric);
+    lab.hosts[1].router = 0;
+    lab.hosts[1].addr = "10.1.0.3:51820".parse().unwrap();
+    lab.hosts[1]
+        .nat
+        .set_local_addresses(vec!["10.1.0.3:51820".parse().unwrap()]);
+    lab.run(Duration::from_secs(5));
+    assert_eq!(lab.path(0), Path::Lan("10.1.0.3:51820".parse().unwrap()));
+    assert_eq!(lab.path(1), Path::Lan("10.1.0.2:51820".parse().unwrap()));
 }
 
 #[test]
