@@ -230,7 +230,7 @@ fn test_ipv4_underlay_with_ipv6_disabled() {
     }
     let (a, b) = (Sandbox::new(), Sandbox::new());
     for sb in [&a, &b] {
-        sb.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+        sb.sh("echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
     }
     let _devs = tunnel_pair(&a, &b, ("10.0.0.1", "10.0.0.2", 24));
     a.sh("ping -c 1 -W 5 10.9.0.2");
