@@ -644,12 +644,14 @@ impl Nat {
 
     /// Recomputes each peer's path and queues the changes.
     fn update_paths(&mut self, now: Instant) {
+        let mut died = false;
         for (key, peer) in &mut self.peers {
             if peer
                 .direct
                 .is_some_and(|d| now.duration_since(d.last_pong) >= DIRECT_TIMEOUT)
             {
                 peer.direct = None;
+                died = true;
             }
             let path = match (peer.direct, peer.session) {
                 (Some(d), _) if d.lan => Path::Lan(d.addr),
@@ -662,6 +664,13 @@ impl Nat {
                 peer.since = now;
                 self.events
                     .push_back(NatEvent::PathChanged { peer: *key, path });
+            }
+        }
+        // A direct path that died may mean our NAT mapping changed (rebinding): register at
+        // once, so the relay learns the new address before relayed traffic needs it.
+        if died {
+            if let Some(relay) = &mut self.relay {
+                relay.next_register = now;
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Incoming, Nat, NatEvent, Path};
+use crate::engine::{Incoming, Nat, NatEvent, Path, REGISTER_INTERVAL};
 use crate::relay::{Relay, RelayConfig};
 use crate::wire;
 
@@ -542,4 +542,20 @@ fn test_allow_list_and_session_limit() {
     assert_eq!(lab.relay.sessions().count(), 0);
     assert_eq!(lab.path(1), Path::None);
     assert_eq!(lab.relay.registered().count(), 1);
+}
+
+#[test]
+fn test_relayed_path_recovers_after_rebinding() {
+    let mut lab = Lab::new(Kind::Symmetric, Kind::Symmetric);
+    lab.run(Duration::from_secs(2));
+    assert_eq!(lab.path(0), Path::Relay);
+    // A's NAT forgets its mappings: the relay still knows the old one until A registers again
+    // (at most one registration interval later), then data flows both ways again.
+    lab.routers[0].flush();
+    lab.run(REGISTER_INTERVAL + Duration::from_secs(1));
+    assert!(lab.send_relayed(0, b"ab") && lab.send_relayed(1, b"ba"));
+    lab.run(Duration::from_millis(100));
+    assert_eq!(lab.hosts[1].delivered, vec![b"ab".to_vec()]);
+    assert_eq!(lab.hosts[0].delivered, vec![b"ba".to_vec()]);
+    assert_eq!(lab.path(0), Path::Relay);
 }
