@@ -23,10 +23,10 @@ use std::fmt::Write as _;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use wg_tests::{case_rng, compare, require_root, seed};
+use wg_tests::{case_rng, compare, seed};
 
 use super::states::random_key;
-use super::vm::{self, Payload};
+use super::vm::{Payload, VmRun};
 use crate::set::{pick, random_allowed_ip, random_endpoint};
 
 /// Generated small cases.
@@ -402,12 +402,8 @@ fn shorten(text: &str) -> String {
     )
 }
 
-#[test]
-fn changes_through_ours_and_reference_give_the_same_kernel_state() {
-    if !require_root() {
-        return;
-    }
-    let section = vm::results().section("changes");
+pub(crate) fn changes_through_ours_and_reference_give_the_same_kernel_state(run: &VmRun) {
+    let section = run.section("changes");
     let cases = all_cases();
     let mut failures = Vec::new();
     let mut applied = 0;

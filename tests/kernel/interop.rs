@@ -4,7 +4,7 @@
 //! ways over v4 and v6 inside the tunnel, and a TCP transfer each way checked by sha256. The
 //! outer transport is IPv4 when the kernel initiates and IPv6 when the tunnel does.
 
-use super::vm::{self, Payload};
+use super::vm::{Payload, VmRun};
 
 /// Random bytes sent each way per scenario (about 230 KiB/s through a debug-built wg-tunnel
 /// under TCG).
@@ -28,11 +28,8 @@ pub(crate) fn sections(p: &mut Payload) {
     }
 }
 
-fn check(section: &str) {
-    if !wg_tests::require_root() {
-        return;
-    }
-    let log = vm::results().section(section).log();
+fn check(run: &VmRun, section: &str) {
+    let log = run.section(section).log();
     // The section already failed on any mismatch; show what it measured.
     let transfers: Vec<&str> = log
         .lines()
@@ -41,12 +38,10 @@ fn check(section: &str) {
     assert_eq!(transfers.len(), 2, "two transfers expected; log:\n{log}");
 }
 
-#[test]
-fn kernel_initiates_to_wg_tunnel() {
-    check(SCENARIOS[0].0);
+pub(crate) fn kernel_initiates_to_wg_tunnel(run: &VmRun) {
+    check(run, SCENARIOS[0].0);
 }
 
-#[test]
-fn wg_tunnel_initiates_to_kernel() {
-    check(SCENARIOS[1].0);
+pub(crate) fn wg_tunnel_initiates_to_kernel(run: &VmRun) {
+    check(run, SCENARIOS[1].0);
 }

@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-use wg_tests::{case_rng, require_root, seed};
+use wg_tests::{case_rng, seed};
 
 use super::states::random_key;
-use super::vm::{self, Payload};
+use super::vm::{Payload, VmRun};
 
 /// Case stream of this module.
 const STREAM: u64 = 0x7_0000;
@@ -35,12 +35,8 @@ pub(crate) fn sections(p: &mut Payload) {
     p.section("netns", include_str!("netns.sh"));
 }
 
-#[test]
-fn netns_selftest_configuration_checks_pass_with_our_wg() {
-    if !require_root() {
-        return;
-    }
-    let log = vm::results().section("netns").log();
+pub(crate) fn netns_selftest_configuration_checks_pass_with_our_wg(run: &VmRun) {
+    let log = run.section("netns").log();
     assert!(
         log.contains("all netns.sh configuration checks passed"),
         "the netns section ended early; its log:\n{log}"

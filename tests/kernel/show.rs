@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use wg_tests::{case_rng, compare, require_root, seed, Outcome};
+use wg_tests::{case_rng, compare, seed, Outcome};
 
 use super::states::{random_device, Device};
-use super::vm::{self, Payload, Section};
+use super::vm::{Payload, Section, VmRun};
 
 /// Batches of devices in the show section. Under TCG one run of a `wg` costs 50-150 ms, so
 /// the forms are sampled (see [`batch_cases`]); the section takes about 50 s of CPU.
@@ -303,32 +303,20 @@ fn listed_cases(section: &Section) -> Vec<Case> {
         .collect()
 }
 
-#[test]
-fn show_forms_match_reference_on_kernel_devices() {
-    if !require_root() {
-        return;
-    }
-    let section = vm::results().section("show");
+pub(crate) fn show_forms_match_reference_on_kernel_devices(run: &VmRun) {
+    let section = run.section("show");
     let cases: Vec<Case> = (0..BATCHES)
         .flat_map(|b| batch_cases(b, &batch_states(b)))
         .collect();
     check_cases(&section, "kernel show", &cases, true);
 }
 
-#[test]
-fn errors_for_missing_and_foreign_interfaces_match_reference() {
-    if !require_root() {
-        return;
-    }
-    let section = vm::results().section("show-errors");
+pub(crate) fn errors_for_missing_and_foreign_interfaces_match_reference(run: &VmRun) {
+    let section = run.section("show-errors");
     check_cases(&section, "kernel errors", &listed_cases(&section), false);
 }
 
-#[test]
-fn errors_without_the_module_match_reference() {
-    if !require_root() {
-        return;
-    }
-    let section = vm::results().section("no-module");
+pub(crate) fn errors_without_the_module_match_reference(run: &VmRun) {
+    let section = run.section("no-module");
     check_cases(&section, "no module", &listed_cases(&section), false);
 }
