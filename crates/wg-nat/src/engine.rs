@@ -405,10 +405,10 @@ impl Nat {
             Some(FromRelay::Registered { observed, sessions }) => {
                 let moved = relay.observed.is_some_and(|o| o != observed);
                 relay.observed = Some(observed);
-                if relay.next_register > now + REGISTER_INTERVAL || relay.next_register <= now {
-                    relay.next_register = now + REGISTER_INTERVAL;
+                // Answered: the next refresh in a full interval (unless one is due now).
+                if relay.next_register > now {
+                    relay.next_register = relay.next_register.max(now + REGISTER_INTERVAL);
                 }
-                let relay_present = relay.next_register > now;
                 let mut punch = Vec::new();
                 for (key, peer) in &mut self.peers {
                     let session = sessions.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
@@ -417,7 +417,6 @@ impl Nat {
                     }
                     peer.session = session;
                 }
-                let _ = relay_present;
                 for key in punch {
                     self.punch(now, &key, true);
                 }

@@ -54,8 +54,8 @@ impl NatLink {
 
     /// Sets the relay (extension configuration).
     pub fn set_relay(&mut self, relay: Option<RelayConfig>) {
+        // The next reconcile hands a changed relay to the engine, which keeps its peers.
         self.relay = relay;
-        self.key = None; // rebuilt by the next reconcile
     }
 
     /// Notes which peers a `set` delta configured an endpoint for (those are never
