@@ -383,3 +383,79 @@ fn strip_last_blank_line_without_newline() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `save`, and `down` with SaveConfig, when the config's directory is read-only: returns
+/// (save, down, snapshot after the failed down) for `tool`.
+fn save_read_only(tool: &Tool) -> (Outcome, Outcome, wg_tests::Snapshot) {
+    let case = configs::save_config();
+    let qb = case.quickbox();
+    qb.write_etc_config(case.ifname, &case.config);
+    assert_ok(&qb.wg_quick(tool, &["up", case.ifname]), "up");
+    qb.sh("mount -o remount,ro /etc/wireguard");
+    let save = qb.wg_quick(tool, &["save", case.ifname]);
+    let down = qb.wg_quick(tool, &["down", case.ifname]);
+    let still_up = qb.snapshot();
+    qb.sh("mount -o remount,rw /etc/wireguard");
+    assert_ok(&qb.wg_quick(tool, &["down", case.ifname]), "down");
+    (save, down, still_up)
+}
+
+fn save_read_only_both() -> (
+    (Outcome, Outcome, wg_tests::Snapshot),
+    (Outcome, Outcome, wg_tests::Snapshot),
+) {
+    thread::scope(|s| {
+        let r = s.spawn(|| save_read_only(&Tool::Reference));
+        let o = save_read_only(&Tool::Ours);
+        (r.join().expect("reference run"), o)
+    })
+}
+
+/// The reference: `wg-quick: Could not write configuration file`, exit 1, and `down` stops
+/// there, before deleting anything. Ours: the same status, last line and state.
+#[test]
+fn save_to_a_read_only_directory_fails_as_the_reference() {
+    if !require_root() {
+        return;
+    }
+    let (r, o) = save_read_only_both();
+    for (what, r, o) in [("save", &r.0, &o.0), ("down", &r.1, &o.1)] {
+        assert_eq!(r.code(), Some(1), "reference {what}: {r:?}");
+        assert_eq!(o.code(), r.code(), "{what} status (left ours): {o:?}");
+        let last = |out: &Outcome| out.stderr_str().lines().last().unwrap_or("").to_owned();
+        assert_eq!(last(r), "wg-quick: Could not write configuration file");
+        assert_eq!(last(o), last(r), "{what}: last stderr line (left ours)");
+    }
+    assert!(
+        r.2.section("links").contains(" wg0: "),
+        "the reference's wg0 went away"
+    );
+    r.2.assert_eq(&o.2, "after the failed down", "reference", "ours");
+}
+
+/// Before that line the reference has bash's own report of the failed redirection,
+/// `/usr/bin/wg-quick: line N: /etc/wireguard/wg0.conf.tmp: Read-only file system` (compared
+/// as `wg-quick: …`).
+#[test]
+#[ignore = "finding: ours lacks the line `wg-quick: /etc/wireguard/wg0.conf.tmp: Read-only \
+            file system` (bash's redirection error) before `Could not write configuration file`"]
+fn save_to_a_read_only_directory_reports_the_write_error() {
+    if !require_root() {
+        return;
+    }
+    let (r, o) = save_read_only_both();
+    let lines = |out: &Outcome| -> String {
+        neutral_userspace(&out.stderr_str())
+            .lines()
+            .map(|l| super::failures::strip_bash_location(l) + "\n")
+            .collect()
+    };
+    for (what, r, o) in [("save", &r.0, &o.0), ("down", &r.1, &o.1)] {
+        let (rl, ol) = (lines(r), lines(o));
+        assert!(
+            rl == ol,
+            "{what} stderr differs (- reference, + ours):\n{}",
+            line_diff(rl.as_bytes(), ol.as_bytes())
+        );
+    }
+}
