@@ -117,6 +117,14 @@ start=$SECONDS
 cargo test --workspace "$@"
 echo "tested in $((SECONDS - start))s"
 
+# Every fuzz target (fuzz/, excluded from the workspace) over its committed seeds, then a few
+# seconds of coverage-guided fuzzing each; instrumented through RUSTFLAGS, no cargo-fuzz. About
+# a minute on 2 cores, mostly building. Long runs: scripts/fuzz.sh SECONDS.
+section "Fuzz smoke: scripts/fuzz.sh --smoke 3"
+start=$SECONDS
+scripts/fuzz.sh --smoke 3
+echo "fuzzed in $((SECONDS - start))s"
+
 # The Debian package needs a release build (about 2 more minutes on 2 cores, plus building
 # cargo-deb once), so CI checks its metadata (tests/docs.rs) and builds it only on request.
 if [[ ${WG_RS_DEB:-0} == 1 ]]; then
