@@ -5,6 +5,10 @@
 //! through the relay (and the relay reports the session and its bytes); once unblocked, they
 //! switch to the direct path. The reference `wg show` keeps working throughout and never sees
 //! a relay placeholder endpoint; our `wg show wg0 paths` reports each path.
+//!
+//! Two cells of the NAT matrix through real nftables NATs (`wg_tests::nat_topology`), as a smoke
+//! check of the daemon (the full matrix is `nat::`): port-restricted on both sides goes direct;
+//! symmetric on both sides stays relayed; pings pass either way.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -263,4 +267,92 @@ fn relay_first_then_direct() {
         "{shown}"
     );
     quick("down").assert_code(0, "wg-quick down");
+}
+
+/// Configures a wg-tunnel `wg0` in `ns` as peer `me` (0 or 1) of the pair, by UAPI: no endpoint
+/// for the other peer, the relay given.
+fn configure(ns: &Sandbox, me: usize, pubs: &[String], relay_addr: &str) {
+    let other = 1 - me;
+    let request = format!(
+        "set=1\nprivate_key={}\nlisten_port=51820\nrelay={relay_addr}\nrelay_public_key={}\n\
+         public_key={}\nallowed_ip=10.99.0.{}/32\n\n",
+        hex(KEYS[me]),
+        hex(&pubs[2]),
+        hex(&pubs[other]),
+        other + 1
+    );
+    assert_eq!(uapi(ns, &request), "errno=0\n\n");
+    ns.ip(&format!("addr add 10.99.0.{}/24 dev wg0", me + 1));
+    ns.ip("link set wg0 up");
+}
+
+/// Both peers behind NATs of the given behaviour: the path each ends on, after a ping.
+fn behind_nats(nat: wg_tests::nat_topology::Nat, expected: &str) {
+    let internet = Internet::new();
+    let relay_ns = internet.public_host(&[10]);
+    let routers = [
+        internet.router(1, "10.1.0", nat.clone()),
+        internet.router(2, "10.2.0", nat),
+    ];
+    let hosts: Vec<Sandbox> = routers.iter().map(|r| r.host().0).collect();
+    let pubs: Vec<String> = KEYS.iter().map(|k| public_key(k)).collect();
+    std::fs::write(
+        relay_ns.host_path("/run/relay.key"),
+        format!("{}\n", KEYS[2]),
+    )
+    .unwrap();
+    let relay_addr = format!("{INTERNET}.10:3478");
+    let mut relay_cmd = relay_ns.command(cargo_bin("wg-relay"));
+    relay_cmd
+        .args(["--listen", &relay_addr, "--private-key", "/run/relay.key"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _relay = Killed(relay_cmd.spawn().expect("start wg-relay"));
+    let devices: Vec<_> = hosts.iter().map(|ns| ns.start_wg_tunnel("wg0")).collect();
+    for (i, ns) in hosts.iter().enumerate() {
+        configure(ns, i, &pubs, &relay_addr);
+    }
+    let logs = || format!("A:\n{}\nB:\n{}", devices[0].log(), devices[1].log());
+    let ping = |ns: &Sandbox, ip: &str| {
+        ns.run("/usr/bin/ping", &["-c", "1", "-W", "1", ip]).code() == Some(0)
+    };
+    wait_for(
+        "a ping",
+        Duration::from_secs(20),
+        || ping(&hosts[0], "10.99.0.2"),
+        &logs,
+    );
+    let path = |ns: &Sandbox| uapi(ns, "get=nat\n\n");
+    wait_for(
+        expected,
+        Duration::from_secs(20),
+        || {
+            path(&hosts[0]).contains(&format!("path={expected}\n"))
+                && path(&hosts[1]).contains(&format!("path={expected}\n"))
+        },
+        || format!("{}\n{}\n{}", path(&hosts[0]), path(&hosts[1]), logs()),
+    );
+    wait_for(
+        "a ping on that path",
+        Duration::from_secs(10),
+        || ping(&hosts[1], "10.99.0.1"),
+        &logs,
+    );
+}
+
+#[test]
+fn port_restricted_nats_go_direct() {
+    if !require_root() {
+        return;
+    }
+    behind_nats(wg_tests::nat_topology::Nat::PortRestricted, "direct");
+}
+
+#[test]
+fn symmetric_nats_stay_relayed() {
+    if !require_root() {
+        return;
+    }
+    behind_nats(wg_tests::nat_topology::Nat::Symmetric, "relay");
 }
