@@ -267,3 +267,53 @@ fn name_form_matches_the_reference() {
     r.1.assert_eq(&o.1, "name form: after up", "reference", "ours");
     assert_trace("name form: down", &expected_trace(&r.2, 0, false), &o.2);
 }
+
+/// `/etc/resolvconf/interface-order` present but `resolvconf` a symlink (as when it is
+/// resolvectl): HEAD registers the DNS servers under the bare interface name, Debian still
+/// adds the `tun.` prefix.
+#[test]
+fn interface_order_is_ignored_when_resolvconf_is_a_symlink() {
+    if !require_root() {
+        return;
+    }
+    let case = configs::dns_prefix();
+    let run = |tool: &Tool| {
+        let qb = QuickBox::with_etc(
+            wg_tests::PrivateEtc::with_resolvconf()
+                .interface_order(case.interface_order.expect("dns_prefix has an order"))
+                .resolvconf_symlink(),
+        );
+        run_case(&qb, tool, &case)
+    };
+    let (r, o) = thread::scope(|s| {
+        let r = s.spawn(|| run(&Tool::Reference));
+        let o = run(&Tool::Ours);
+        (r.join().expect("reference run"), o)
+    });
+    assert!(r.up_trace.contains("[#] resolvconf -a tun.dnsp -m 0 -x\n"));
+    assert_trace(
+        "symlinked resolvconf: up",
+        &expected_trace(&r.up_trace, 0, false).replace(" tun.dnsp ", " dnsp "),
+        &o.up_trace,
+    );
+    assert_trace(
+        "symlinked resolvconf: down",
+        &expected_trace(&r.down_trace, 0, false).replace(" tun.dnsp ", " dnsp "),
+        &o.down_trace,
+    );
+    let as_head = |section: &str| r.up.section(section).replace("tun.dnsp", "dnsp");
+    r.up.clone()
+        .with_section("resolvconf", &as_head("resolvconf"))
+        .assert_eq(
+            &o.up,
+            "symlinked resolvconf: after up",
+            "reference as HEAD",
+            "ours",
+        );
+    o.start.assert_eq(
+        &o.down,
+        "symlinked resolvconf: ours up+down",
+        "start",
+        "after down",
+    );
+}

@@ -91,6 +91,10 @@ pub(crate) const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
         "HEAD skips the write when the value is already set",
     ),
     (
+        "`resolvconf -a wg0` instead of `resolvconf -a tun.wg0` when `resolvconf` is a symlink",
+        "HEAD ignores /etc/resolvconf/interface-order when resolvconf is a symlink (resolvectl)",
+    ),
+    (
         "`MTU` (automatic): the smallest endpoint route MTU minus 80, not the largest",
         "HEAD takes the smallest; the corpus gives all endpoints one MTU, head.rs checks this",
     ),

@@ -61,6 +61,7 @@ fn require_openresolv() -> PathBuf {
 pub struct PrivateEtc {
     resolvconf: bool,
     nft: bool,
+    symlink: bool,
     interface_order: Option<&'static str>,
 }
 
@@ -70,6 +71,7 @@ impl PrivateEtc {
         PrivateEtc {
             resolvconf: true,
             nft: true,
+            symlink: false,
             interface_order: None,
         }
     }
@@ -79,6 +81,7 @@ impl PrivateEtc {
         PrivateEtc {
             resolvconf: false,
             nft: true,
+            symlink: false,
             interface_order: None,
         }
     }
@@ -95,6 +98,14 @@ impl PrivateEtc {
     /// of `PATH`, for the snapshots.
     pub fn without_nft(mut self) -> Self {
         self.nft = false;
+        self
+    }
+
+    /// Makes `/usr/sbin/resolvconf` a symlink (to `resolvconf.openresolv` beside it), as it is
+    /// when resolvconf is systemd's resolvectl: upstream HEAD's wg-quick then ignores
+    /// `/etc/resolvconf/interface-order`.
+    pub fn resolvconf_symlink(mut self) -> Self {
+        self.symlink = true;
         self
     }
 
@@ -128,6 +139,10 @@ impl PrivateEtc {
              [ \"$(findmnt -n -o FSTYPE --mountpoint /usr/sbin)\" = overlay ]\n"
         );
         if self.resolvconf {
+            if self.symlink {
+                script += "mv /usr/sbin/resolvconf /usr/sbin/resolvconf.openresolv\n\
+                           ln -s resolvconf.openresolv /usr/sbin/resolvconf\n";
+            }
             script += "command -v resolvconf >/dev/null\n";
         } else {
             script += "! command -v resolvconf >/dev/null\n";
