@@ -36,6 +36,8 @@ PACKAGES=(
 	zsh:/usr/bin/zsh
 	fish:/usr/bin/fish
 	systemd:/usr/bin/systemd-analyze
+	# tests/bench_script.rs runs the benchmark's report (scripts/bench/report.py).
+	python3:/usr/bin/python3
 )
 
 missing=()

@@ -3,6 +3,8 @@
 //! * `bad_input`: damaged config files, key files, UAPI replies and wg-quick configs (NUL
 //!   bytes, huge lines, wrong encodings, invalid keys/endpoints/CIDRs/ports): ours against the
 //!   reference, byte for byte (root only).
+//! * `bench_script`: `scripts/bench.sh` (the performance benchmark) parses, documents its
+//!   settings in `--help`, and its report computes medians, same-round ratios and verdicts.
 //! * `differential`: our `wg` against the reference `/usr/bin/wg`, byte for byte
 //!   (lists the known, deliberate differences).
 //! * `docs`: man pages, shell completions (bash, zsh, fish, really driven), systemd units,
@@ -33,6 +35,7 @@
 //! `target/<profile>/`, so run `cargo build --workspace --bins` first (`scripts/test.sh` does).
 
 mod bad_input;
+mod bench_script;
 mod differential;
 mod docs;
 mod harness;
