@@ -249,10 +249,13 @@ impl Interface {
             peer.last_handshake = live
                 .and_then(|p| p.last_handshake())
                 .or(base.last_handshake);
-            // A relayed peer's placeholder endpoint is not shown.
+            // A traversed peer's endpoint is the traversal's business (a relay placeholder, or
+            // a path that changes): not shown, so `wg showconf` and `wg-quick save` do not
+            // turn it into a configured endpoint (which would end traversal).
             if let Some(endpoint) = live
                 .and_then(|p| p.endpoint())
                 .filter(|e| !wg_nat::Nat::is_virtual(e))
+                .filter(|_| !self.nat.traverses(peer.public_key.as_bytes()))
             {
                 peer.endpoint = Some(Endpoint::from(endpoint));
             }

@@ -58,6 +58,11 @@ impl NatLink {
         self.relay = relay;
     }
 
+    /// Whether `peer` is traversed now (a relay, a key, and no configured endpoint).
+    pub fn traverses(&self, peer: &[u8; 32]) -> bool {
+        self.engine.is_some() && self.traversed.contains(peer)
+    }
+
     /// Notes which peers a `set` delta configured an endpoint for (those are never
     /// traversed) and which it added without one (those are); `old` is the model before it.
     pub fn note_delta(&mut self, old: &Device, delta: &Device) {
