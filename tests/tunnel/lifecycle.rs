@@ -64,6 +64,55 @@ fn tunnel_exits_on_sigterm() {
     assert_no_process_left(&sandbox);
 }
 
+/// A SIGTERM at any moment of start-up leaves nothing behind: the daemon either dies before it
+/// has created anything, or it has already blocked the signal and shuts down cleanly. The
+/// signal is sent at varied points (right after spawn, then after short pauses); whatever the
+/// point, no socket file, interface or process may remain.
+#[test]
+fn sigterm_during_startup_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let socket = sandbox.host_path("/run/wireguard/wg0.sock");
+    for round in 0..24u64 {
+        let mut child = sandbox
+            .command(our_wg_tunnel())
+            .args(["-f", "wg0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn wg-tunnel");
+        if round % 2 == 0 {
+            // The riskiest moment: just after the socket file appears.
+            let start = std::time::Instant::now();
+            while !socket_exists(&socket) && start.elapsed() < DEADLINE {
+                std::hint::spin_loop();
+            }
+        } else {
+            // Not a timing assertion: only a spread of injection points over start-up.
+            std::thread::sleep(std::time::Duration::from_micros(round * round * 20));
+        }
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        // SAFETY: kill takes no pointers; `pid` is our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = child.wait().expect("wait for wg-tunnel");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGTERM),
+            "round {round}: {status}"
+        );
+        assert!(!socket_exists(&socket), "round {round}: socket left behind");
+        let links = sandbox.run("ip", &["-o", "link", "show"]).stdout_str();
+        assert!(
+            !links.contains("wg0"),
+            "round {round}: interface left:\n{links}"
+        );
+    }
+    assert_no_process_left(&sandbox);
+}
+
 /// Deleting the UAPI socket file stops the daemon (wireguard-go watches it with inotify), and
 /// the interface goes with it.
 #[test]

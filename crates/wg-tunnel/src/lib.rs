@@ -123,6 +123,10 @@ pub enum Error {
 /// Runs the daemon to completion.
 pub fn run(options: &Options) -> Result<(), Error> {
     log::set_level(options.log_level.unwrap_or(Level::Error));
+    // Block SIGINT/SIGTERM before anything exists that a signal would leave behind: from here
+    // on they queue for the loop (the mask and the signalfd survive daemonising), so a signal
+    // that arrives while the socket is being created still ends in a clean shutdown.
+    let signals = sys::termination_signalfd().map_err(Error::Signals)?;
     let tun = Tun::create(&options.ifname).map_err(|source| Error::CreateTun {
         ifname: options.ifname.clone(),
         source,
@@ -137,7 +141,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
         }
     }
     info!(&ifname, "device started, UAPI at {}", uapi.path().display());
-    let result = serve(&tun, &uapi);
+    let result = serve(&tun, &uapi, &signals);
     // A socket file someone else removed may since have been re-created by another daemon.
     if !matches!(result, Ok(Exit::SocketRemoved)) {
         uapi.remove();
@@ -146,13 +150,12 @@ pub fn run(options: &Options) -> Result<(), Error> {
     result.map(drop)
 }
 
-fn serve(tun: &Tun, uapi: &UapiListener) -> Result<Exit, Error> {
-    let signals = sys::termination_signalfd().map_err(Error::Signals)?;
+fn serve(tun: &Tun, uapi: &UapiListener, signals: &std::fs::File) -> Result<Exit, Error> {
     let socket_watch = sys::watch_unlink(uapi.path()).map_err(Error::Signals)?;
     let links = LinkMonitor::new().map_err(Error::Signals)?;
     let mut iface = Interface::new(tun.name()).map_err(Error::Bind)?;
     let watch = event_loop::Watch {
-        signals: &signals,
+        signals,
         socket_watch: &socket_watch,
         links: &links,
     };

@@ -288,6 +288,9 @@ pub(crate) fn daemonize(keep_output: bool) -> io::Result<()> {
     // address space is consistent.
     let pid = cvt(unsafe { libc::fork() })?;
     if pid != 0 {
+        // SIGINT/SIGTERM are blocked by now (see `termination_signalfd`): one that was meant for
+        // the process while it was still the parent is passed on to the daemon, not lost.
+        forward_pending_termination(pid);
         // SAFETY: _exit skips destructors, which must not run twice (the child owns the
         // devices now, and the socket file must outlive the parent).
         unsafe { libc::_exit(0) };
@@ -300,6 +303,24 @@ pub(crate) fn daemonize(keep_output: bool) -> io::Result<()> {
         cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
     }
     Ok(())
+}
+
+/// Sends `child` every termination signal pending (blocked) in this process.
+fn forward_pending_termination(child: libc::pid_t) {
+    // SAFETY: sigset_t is plain data; sigpending fills it in before it is read.
+    let mut pending: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: `pending` is a live local; sigpending cannot fail with a valid pointer.
+    if unsafe { libc::sigpending(&mut pending) } != 0 {
+        return;
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `pending` was filled in by sigpending; kill takes no pointers.
+        unsafe {
+            if libc::sigismember(&pending, signal) == 1 {
+                libc::kill(child, signal);
+            }
+        }
+    }
 }
 
 /// A non-blocking inotify descriptor watching `path` for `IN_ATTRIB`, which fires when its
