@@ -8,7 +8,8 @@
 //!
 //! Two cells of the NAT matrix through real nftables NATs (`wg_tests::nat_topology`), as a smoke
 //! check of the daemon (the full matrix is `nat::`): port-restricted on both sides goes direct;
-//! symmetric on both sides stays relayed; pings pass either way.
+//! symmetric on both sides stays relayed; pings pass either way, and again after `conntrack -F`
+//! on one router (NAT rebinding), with the same kind of path.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -285,7 +286,7 @@ fn configure(ns: &Sandbox, me: usize, pubs: &[String], relay_addr: &str) {
 }
 
 /// Both peers behind NATs of the given behaviour: the path each ends on, after a ping.
-fn behind_nats(nat: wg_tests::nat_topology::Nat, expected: &str) {
+fn behind_nats(nat: wg_tests::nat_topology::Nat, expected: &str, rebind: bool) {
     let internet = Internet::new();
     let relay_ns = internet.public_host(&[10]);
     let routers = [
@@ -337,6 +338,28 @@ fn behind_nats(nat: wg_tests::nat_topology::Nat, expected: &str) {
         || ping(&hosts[1], "10.99.0.1"),
         &logs,
     );
+    if rebind {
+        // NAT rebinding: A's router forgets every mapping. Traffic recovers, and the path
+        // comes back (through the relay meanwhile, if need be).
+        routers[0].flush_conntrack();
+        let start = Instant::now();
+        wait_for(
+            "a ping after the conntrack flush",
+            Duration::from_secs(40),
+            || ping(&hosts[0], "10.99.0.2") && ping(&hosts[1], "10.99.0.1"),
+            &logs,
+        );
+        wait_for(
+            "the path after the conntrack flush",
+            Duration::from_secs(40),
+            || {
+                path(&hosts[0]).contains(&format!("path={expected}\n"))
+                    && path(&hosts[1]).contains(&format!("path={expected}\n"))
+            },
+            || format!("{}\n{}\n{}", path(&hosts[0]), path(&hosts[1]), logs()),
+        );
+        eprintln!("recovered from the flush in {:?}", start.elapsed());
+    }
 }
 
 #[test]
@@ -344,7 +367,7 @@ fn port_restricted_nats_go_direct() {
     if !require_root() {
         return;
     }
-    behind_nats(wg_tests::nat_topology::Nat::PortRestricted, "direct");
+    behind_nats(wg_tests::nat_topology::Nat::PortRestricted, "direct", true);
 }
 
 #[test]
@@ -352,5 +375,5 @@ fn symmetric_nats_stay_relayed() {
     if !require_root() {
         return;
     }
-    behind_nats(wg_tests::nat_topology::Nat::Symmetric, "relay");
+    behind_nats(wg_tests::nat_topology::Nat::Symmetric, "relay", true);
 }

@@ -44,7 +44,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 /// A direct path with no pong for this long is dead.
 pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(16);
 /// Registration at the relay is refreshed this often once acknowledged.
-pub const REGISTER_INTERVAL: Duration = Duration::from_secs(10);
+pub const REGISTER_INTERVAL: Duration = Duration::from_secs(5);
 /// Until the relay answers, registration is retried this often.
 pub const REGISTER_RETRY: Duration = Duration::from_secs(1);
 /// Outstanding pings are forgotten after this long.
