@@ -317,12 +317,10 @@ fn tunnel_to_a_wireguard_go_peer(tool: &Tool) {
     }
 }
 
-/// An allowed IP listed twice for one peer (`::/0, 0.0.0.0/0, ::/0`): wireguard-go moves the
-/// re-added `::/0` to the end of the peer's list (`wg showconf`: `0.0.0.0/0, ::/0`), wg-tunnel
-/// keeps its first place (`::/0, 0.0.0.0/0`).
+/// An allowed IP listed twice for one peer (`::/0, 0.0.0.0/0, ::/0`): wireguard-go and
+/// wg-tunnel both move the re-added `::/0` to the end of the peer's list (`wg showconf`:
+/// `0.0.0.0/0, ::/0`).
 #[test]
-#[ignore = "finding (wg-tunnel, not wg-quick): a re-added allowed IP keeps its first place in \
-            `wg showconf` where wireguard-go moves it to the end"]
 fn repeated_allowed_ip_order_as_wireguard_go() {
     let mut case = configs::table_off();
     case.config = case.config.replace(

@@ -157,8 +157,8 @@ impl Device {
 ///    * `persistent_keepalive` (`0` stores `None`).
 ///
 /// `state` must be in normal form (unique peer keys; see [`Device::normalize`]); it stays so.
-/// Allowed IPs keep insertion order per peer (the kernel orders them by its trie, so `wg show`
-/// order may differ there). Statistics are untouched; a new peer starts at zero.
+/// Allowed IPs keep insertion order per peer, and one added again moves to the end, as in the
+/// kernel's per-peer list and wireguard-go's. Statistics are untouched; a new peer starts at zero.
 ///
 /// Runs in time linear in the sizes of the state and the delta.
 pub fn apply(state: &mut Device, delta: &Device) {
@@ -256,7 +256,11 @@ impl PeerTable {
                 if self.owner.get(&prefix) == Some(&index) {
                     self.owner.remove(&prefix);
                 }
-            } else if self.owner.insert(prefix, index) != Some(index) {
+            } else {
+                // Always (re)appended: an allowed IP added again, even to the peer that has it,
+                // moves to the end of that peer's list, as the kernel (`list_move_tail`) and
+                // wireguard-go do. `finish` drops the stale earlier copy.
+                self.owner.insert(prefix, index);
                 let (addr, cidr) = prefix;
                 self.peer_mut(index).allowed_ips.push(AllowedIp {
                     addr,
@@ -513,6 +517,17 @@ mod tests {
     }
 
     #[test]
+    fn test_allowed_ip_added_again_moves_to_the_end() {
+        // `AllowedIPs = ::/0, 0.0.0.0/0, ::/0` shows as `0.0.0.0/0, ::/0` on the kernel and
+        // on wireguard-go; so does adding a prefix the peer already has in a later request.
+        let mut state = Device::default();
+        apply(&mut state, &delta(vec![peer(1, "::/0,0.0.0.0/0,::/0")]));
+        assert_eq!(shown(&state), [(1, "0.0.0.0/0,::/0".into())]);
+        apply(&mut state, &delta(vec![peer(1, "0.0.0.0/0")]));
+        assert_eq!(shown(&state), [(1, "::/0,0.0.0.0/0".into())]);
+    }
+
+    #[test]
     fn test_allowed_ips_move_replace_and_remove() {
         let mut state = delta(vec![
             peer(1, "10.0.0.0/8,fd00::/64"),
@@ -700,7 +715,7 @@ mod tests {
                 let prefix = ip.prefix();
                 if ip.remove {
                     state[pos].1.retain(|p| *p != prefix);
-                } else if !state[pos].1.contains(&prefix) {
+                } else {
                     for (_, other) in state.iter_mut() {
                         other.retain(|p| *p != prefix);
                     }
