@@ -16,7 +16,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use wg_tests::{our_wg, our_wg_tunnel, repo_root, Outcome};
+use wg_tests::{our_wg, our_wg_tunnel, repo_root, try_cargo_bin, Outcome};
 
 /// qemu is killed after this long (the run needs about 130 s of CPU; a busy host stretches it).
 const TIMEOUT_SECS: u64 = 900;
@@ -188,7 +188,12 @@ fn boot() -> Result<VmRun, String> {
     let out = tempfile::tempdir().expect("temp dir");
     let console_path = work.path().join("console.log");
     let console_file = std::fs::File::create(&console_path).expect("create console log");
-    let status = Command::new(repo_root().join("scripts/vm/run.sh"))
+    let mut command = Command::new(repo_root().join("scripts/vm/run.sh"));
+    // Our wg-quick too, when built, for runs by hand (`WG_TESTS_VM_OUT`); no check uses it yet.
+    if let Some(quick) = try_cargo_bin("wg-quick") {
+        command.arg("--bin").arg(quick);
+    }
+    let status = command
         .arg("--payload")
         .arg(&payload_dir)
         .arg("--out")
