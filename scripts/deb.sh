@@ -35,7 +35,7 @@ if ! command -v cargo-deb >/dev/null; then
 	PATH=$(cd "$CARGO_DEB_ROOT/bin" && pwd):$PATH
 fi
 
-# cargo-deb builds only the selected package, and the package holds the binaries of three crates.
+# cargo-deb builds only the selected package, and the package holds the binaries of four crates.
 echo "==> cargo build --release --workspace --bins"
 cargo build --release --workspace --bins
 echo "==> cargo deb -p wg --no-build --strip"

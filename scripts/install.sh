@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs wg-rs: the binaries wg, wg-quick and wg-tunnel, their manual pages, the bash, zsh and
-# fish completions and the systemd units.
+# Installs wg-rs: the binaries wg, wg-quick, wg-tunnel and wg-relay, their manual pages, the
+# bash, zsh and fish completions and the systemd units.
 #
 #   scripts/install.sh                          # into /usr/local (builds a release if needed)
 #   sudo scripts/install.sh PREFIX=/usr         # where Debian's wireguard-tools puts things
@@ -59,8 +59,8 @@ fi
 PROFILE=${PROFILE:-release}
 WITH_SYSTEMD=${WITH_SYSTEMD:-yes}
 
-BINARIES=(wg wg-quick wg-tunnel)
-MANPAGES=(man/wg.8 man/wg-quick.8 man/wg-tunnel.8)
+BINARIES=(wg wg-quick wg-tunnel wg-relay)
+MANPAGES=(man/wg.8 man/wg-quick.8 man/wg-tunnel.8 man/wg-relay.8)
 
 target_dir=${CARGO_TARGET_DIR:-target}
 # Cargo's "dev" profile builds into target/debug.

@@ -955,12 +955,14 @@ const DEBIAN_LAYOUT: &[(&str, u32)] = &[
     ("/lib/systemd/system/wg-tunnel@.service", 0o644),
     ("/usr/bin/wg", 0o755),
     ("/usr/bin/wg-quick", 0o755),
+    ("/usr/bin/wg-relay", 0o755),
     ("/usr/bin/wg-tunnel", 0o755),
     ("/usr/share/bash-completion/completions/wg", 0o644),
     ("/usr/share/bash-completion/completions/wg-quick", 0o644),
     ("/usr/share/fish/vendor_completions.d/wg-quick.fish", 0o644),
     ("/usr/share/fish/vendor_completions.d/wg.fish", 0o644),
     ("/usr/share/man/man8/wg-quick.8", 0o644),
+    ("/usr/share/man/man8/wg-relay.8", 0o644),
     ("/usr/share/man/man8/wg-tunnel.8", 0o644),
     ("/usr/share/man/man8/wg.8", 0o644),
     ("/usr/share/zsh/vendor-completions/_wg", 0o644),
@@ -1250,7 +1252,7 @@ fn deb_metadata_matches_the_install_layout() {
     for (source, _, _) in deb_assets() {
         if let Some(bin) = source.strip_prefix("target/release/") {
             assert!(
-                ["wg", "wg-quick", "wg-tunnel"].contains(&bin),
+                ["wg", "wg-quick", "wg-tunnel", "wg-relay"].contains(&bin),
                 "unknown binary asset {source}"
             );
         } else {
