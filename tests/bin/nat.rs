@@ -4,6 +4,8 @@
 //! wg-tests-nat agent BIND [--reflect]    UDP endpoint driven by stdin
 //! wg-tests-nat capture IFACE MARKER END  AF_PACKET reader: look for MARKER until END is seen
 //! wg-tests-nat tcp-send DEST SEED STOP   TCP: paced seeded stream to DEST until file STOP exists
+//! wg-tests-nat flood BIND DEST COUNT KIND [KEY]  UDP: COUNT forged datagrams to DEST
+//! wg-tests-nat replay BIND DEST FILE     UDP: send each hex line of FILE to DEST once
 //! ```
 //!
 //! * `agent` binds one UDP socket to BIND, prints `listening`, then prints `FROM TEXT` for every
@@ -15,10 +17,18 @@
 //!   `listening`, and reads frames until one contains END; it then prints
 //!   `frames N bytes B udp U foreign F marker M`: frames and bytes seen, IPv4 UDP frames among
 //!   them, UDP datagrams that are not shaped like WireGuard messages, and frames containing
-//!   MARKER (END's frame not counted).
+//!   MARKER (END's frame not counted), then `drops D`: frames the kernel could not queue for
+//!   the capture (its buffer is forced to 64 MiB, so normally none).
 //! * `tcp-send` connects to DEST and streams ChaCha8(SEED) bytes in 16 KiB writes with a short
 //!   pause between them (so a transfer spans events the test causes meanwhile) until the file
 //!   STOP exists, then ends like `wg-tests-xfer send`: `BYTES BLAKE2S-HEX`.
+//!
+//! * `flood` sends COUNT datagrams from BIND to DEST, then prints `sent COUNT`. KIND: `random`
+//!   (random bytes), `to-relay` / `peer` (the control envelope of wg-nat: magic, kind, sender
+//!   public key KEY (hex; random without), a current counter, and a garbage "sealed" payload:
+//!   forged, they fail authentication), `data` (relayed-data envelope with random session ids).
+//! * `capture … --save FILE` also writes every UDP payload that starts with the control magic
+//!   (hex, one a line) to FILE, for `replay`.
 //!
 //! Failures go to stderr, exit 1.
 
@@ -38,7 +48,16 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["agent", bind] => agent(bind, false),
         ["agent", bind, "--reflect"] => agent(bind, true),
-        ["capture", iface, marker, end] => capture(iface, marker.as_bytes(), end.as_bytes()),
+        ["capture", iface, marker, end] => capture(iface, marker.as_bytes(), end.as_bytes(), None),
+        ["capture", iface, marker, end, "--save", file] => capture(
+            iface,
+            marker.as_bytes(),
+            end.as_bytes(),
+            Some(Path::new(file)),
+        ),
+        ["flood", bind, dest, count, kind] => flood(bind, dest, count, kind, None),
+        ["flood", bind, dest, count, kind, key] => flood(bind, dest, count, kind, Some(key)),
+        ["replay", bind, dest, file] => replay(bind, dest, Path::new(file)),
         ["tcp-send", dest, seed, stop] => tcp_send(dest, seed, Path::new(stop)),
         _ => Err(
             "usage: wg-tests-nat agent BIND [--reflect] | capture IFACE MARKER END | \
@@ -101,7 +120,13 @@ fn agent(bind: &str, reflect: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn capture(iface: &str, marker: &[u8], end: &[u8]) -> Result<(), String> {
+fn capture(iface: &str, marker: &[u8], end: &[u8], save: Option<&Path>) -> Result<(), String> {
+    let mut saved = match save {
+        Some(path) => {
+            Some(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
     let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket(2) call; the result is checked.
@@ -131,6 +156,19 @@ fn capture(iface: &str, marker: &[u8], end: &[u8]) -> Result<(), String> {
     if rc != 0 {
         return Err(os("bind(AF_PACKET)"));
     }
+    // A large buffer (root may force it past rmem_max): a capture that falls behind a fast
+    // transfer must not lose frames; the drops it still has are reported.
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: setsockopt with a valid int option value of the given size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::addr_of!(size).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+    }
     say("listening")?;
     let (mut frames, mut bytes, mut udp, mut foreign, mut marked) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buf = vec![0u8; 65536];
@@ -157,13 +195,33 @@ fn capture(iface: &str, marker: &[u8], end: &[u8]) -> Result<(), String> {
             if !is_wireguard(payload) {
                 foreign += 1;
             }
+            if let (Some(file), true) = (&mut saved, wg_nat::wire::is_control(payload)) {
+                writeln!(file, "{}", hex(payload)).map_err(|e| format!("save: {e}"))?;
+            }
         }
         if contains(frame, marker) {
             marked += 1;
         }
     }
+    // SAFETY: tpacket_stats is plain data; getsockopt fills at most `len` bytes of it.
+    let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: as above, with a valid pointer and length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::addr_of_mut!(stats).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(os("getsockopt(PACKET_STATISTICS)"));
+    }
     say(&format!(
-        "frames {frames} bytes {bytes} udp {udp} foreign {foreign} marker {marked}"
+        "frames {frames} bytes {bytes} udp {udp} foreign {foreign} marker {marked} drops {}",
+        stats.tp_drops
     ))
 }
 
@@ -181,6 +239,87 @@ fn is_wireguard(p: &[u8]) -> bool {
         4 => p.len() >= 32,
         _ => false,
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return Err(format!("odd hex `{text}'"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| format!("hex: {e}")))
+        .collect()
+}
+
+fn udp(bind: &str) -> Result<UdpSocket, String> {
+    UdpSocket::bind(addr(bind)?).map_err(|e| format!("bind {bind}: {e}"))
+}
+
+fn flood(bind: &str, dest: &str, count: &str, kind: &str, key: Option<&str>) -> Result<(), String> {
+    use wg_nat::wire;
+    let count: u64 = count.parse().map_err(|e| format!("bad COUNT: {e}"))?;
+    let dest = addr(dest)?;
+    let socket = udp(bind)?;
+    let key = key.map(unhex).transpose()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(count);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos() as u64;
+    for i in 0..count {
+        let mut garbage = [0u8; 96];
+        rng.fill_bytes(&mut garbage);
+        let mut msg = Vec::with_capacity(160);
+        match kind {
+            "random" => msg.extend_from_slice(&garbage),
+            "to-relay" | "peer" => {
+                msg.extend_from_slice(&wire::MAGIC);
+                msg.push(if kind == "peer" {
+                    wire::KIND_PEER
+                } else {
+                    wire::KIND_TO_RELAY
+                });
+                match &key {
+                    Some(k) => msg.extend_from_slice(k),
+                    None => msg.extend_from_slice(&garbage[..32]),
+                }
+                msg.extend_from_slice(&(now + i).to_le_bytes());
+                msg.extend_from_slice(&garbage[32..]);
+            }
+            "data" => {
+                msg.extend_from_slice(&wire::MAGIC);
+                msg.push(wire::KIND_DATA);
+                msg.extend_from_slice(&garbage[..8]);
+                // A WireGuard-shaped data message inside.
+                msg.extend_from_slice(&[4, 0, 0, 0]);
+                msg.extend_from_slice(&garbage[8..72]);
+            }
+            _ => return Err(format!("bad KIND `{kind}'")),
+        }
+        socket
+            .send_to(&msg, dest)
+            .map_err(|e| format!("send to {dest}: {e}"))?;
+    }
+    say(&format!("sent {count}"))
+}
+
+fn replay(bind: &str, dest: &str, file: &Path) -> Result<(), String> {
+    let dest = addr(dest)?;
+    let socket = udp(bind)?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        socket
+            .send_to(&unhex(line)?, dest)
+            .map_err(|e| format!("send to {dest}: {e}"))?;
+        n += 1;
+    }
+    say(&format!("sent {n}"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -11,6 +11,7 @@
 
 mod behaviour;
 mod cells;
+mod security;
 
 use std::thread;
 use std::time::{Duration, Instant};
