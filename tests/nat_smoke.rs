@@ -9,7 +9,8 @@
 //! Two cells of the NAT matrix through real nftables NATs (`wg_tests::nat_topology`), as a smoke
 //! check of the daemon (the full matrix is `nat::`): port-restricted on both sides goes direct;
 //! symmetric on both sides stays relayed; pings pass either way, and again after `conntrack -F`
-//! on one router (NAT rebinding), with the same kind of path.
+//! on one router (NAT rebinding), with the same kind of path; two peers on one LAN behind a
+//! symmetric NAT take the LAN path.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -287,13 +288,22 @@ fn configure(ns: &Sandbox, me: usize, pubs: &[String], relay_addr: &str) {
 
 /// Both peers behind NATs of the given behaviour: the path each ends on, after a ping.
 fn behind_nats(nat: wg_tests::nat_topology::Nat, expected: &str, rebind: bool) {
+    behind(nat, false, expected, rebind);
+}
+
+/// Both peers behind NATs of behaviour `nat` (one shared NAT, on one LAN, if `same_lan`).
+fn behind(nat: wg_tests::nat_topology::Nat, same_lan: bool, expected: &str, rebind: bool) {
     let internet = Internet::new();
     let relay_ns = internet.public_host(&[10]);
     let routers = [
         internet.router(1, "10.1.0", nat.clone()),
         internet.router(2, "10.2.0", nat),
     ];
-    let hosts: Vec<Sandbox> = routers.iter().map(|r| r.host().0).collect();
+    let hosts: Vec<Sandbox> = if same_lan {
+        vec![routers[0].host().0, routers[0].host().0]
+    } else {
+        routers.iter().map(|r| r.host().0).collect()
+    };
     let pubs: Vec<String> = KEYS.iter().map(|k| public_key(k)).collect();
     std::fs::write(
         relay_ns.host_path("/run/relay.key"),
@@ -376,4 +386,12 @@ fn symmetric_nats_stay_relayed() {
         return;
     }
     behind_nats(wg_tests::nat_topology::Nat::Symmetric, "relay", true);
+}
+
+#[test]
+fn same_lan_goes_lan() {
+    if !require_root() {
+        return;
+    }
+    behind(wg_tests::nat_topology::Nat::Symmetric, true, "lan", false);
 }
