@@ -188,7 +188,10 @@ pub fn uapi_reply(data: &[u8]) {
         let reply = encode_get(&device);
         let again = decode_get(&reply)
             .unwrap_or_else(|e| panic!("re-encoded reply does not decode ({e}):\n{reply}"));
-        assert_eq!(again, device, "get reply round trip changed the device:\n{reply}");
+        assert_eq!(
+            again, device,
+            "get reply round trip changed the device:\n{reply}"
+        );
     }
 }
 
@@ -246,7 +249,10 @@ fn tunnel_b(now: Instant, a_public: [u8; 32]) -> Tunnel {
             preshared_key: Some(PSK),
             endpoint: Some(A_ADDR.parse().unwrap()),
             persistent_keepalive: Some(25),
-            allowed_ips: vec![("10.0.0.1".parse().unwrap(), 32), ("fd00::1".parse().unwrap(), 128)],
+            allowed_ips: vec![
+                ("10.0.0.1".parse().unwrap(), 32),
+                ("fd00::1".parse().unwrap(), 128),
+            ],
         },
     )
     .unwrap();
@@ -269,7 +275,11 @@ fn drain(t: &mut Tunnel) -> Vec<(SocketAddr, Vec<u8>)> {
 fn views(datagram: &[u8]) {
     let _ = MessageType::classify(datagram);
     if let Ok(m) = HandshakeInitiation::new_checked(datagram) {
-        let _ = (m.sender_index(), m.mac1_covered().len(), m.mac2_covered().len());
+        let _ = (
+            m.sender_index(),
+            m.mac1_covered().len(),
+            m.mac2_covered().len(),
+        );
     }
     if let Ok(m) = HandshakeResponse::new_checked(datagram) {
         let _ = (m.sender_index(), m.receiver_index(), m.mac1_covered().len());
@@ -327,7 +337,10 @@ pub fn wire(data: &[u8]) {
             }
         }
         for (_, datagram) in drain(&mut b) {
-            assert!(MessageType::classify(&datagram).is_some(), "we sent a malformed message");
+            assert!(
+                MessageType::classify(&datagram).is_some(),
+                "we sent a malformed message"
+            );
         }
         if let Some(deadline) = b.poll_timeout() {
             assert!(deadline >= start, "timeout before the start");
@@ -461,7 +474,10 @@ pub fn handshake(data: &[u8]) {
             }
         }
         for (dst, m) in drain(&mut b) {
-            assert!(MessageType::classify(&m).is_some(), "B sent a malformed message");
+            assert!(
+                MessageType::classify(&m).is_some(),
+                "B sent a malformed message"
+            );
             if dst == a_addr && to_a.len() < 64 {
                 to_a.push(m);
             }

@@ -64,7 +64,12 @@ fn round_trip(state: &Device) {
         assert_eq!(back.private_key, expected.private_key);
         assert_eq!(back.listen_port, expected.listen_port);
         assert_eq!(back.fwmark, expected.fwmark);
-        let keys = |d: &Device| d.peers.iter().map(|p| p.public_key.clone()).collect::<Vec<_>>();
+        let keys = |d: &Device| {
+            d.peers
+                .iter()
+                .map(|p| p.public_key.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(keys(&back), keys(&expected));
     }
 }

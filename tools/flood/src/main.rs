@@ -81,8 +81,11 @@ fn main() {
     let sockets: Vec<UdpSocket> = args[4..]
         .iter()
         .map(|ip| {
-            let s = UdpSocket::bind((ip.parse::<std::net::IpAddr>().unwrap_or_else(|_| usage()), 0))
-                .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+            let s = UdpSocket::bind((
+                ip.parse::<std::net::IpAddr>().unwrap_or_else(|_| usage()),
+                0,
+            ))
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
             s.set_nonblocking(true).unwrap();
             s
         })
