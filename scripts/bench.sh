@@ -198,15 +198,10 @@ run_one() {
 	# TCP, with the daemons' peak RSS sampled throughout and their CPU over the 1-stream run.
 	local sampler= c0 c1
 	if [[ -n $pa ]]; then
-		echo 0 >"$work/rss_peak"
-		(
-			peak=0
+		echo 0 >"$work/rss_samples"
+		( # one line per sample (appended: a kill mid-write loses at most that sample)
 			while kill -0 "$pa" 2>/dev/null && kill -0 "$pb" 2>/dev/null; do
-				for p in "$pa" "$pb"; do
-					r=$(rss_kib "$p" 2>/dev/null || echo 0)
-					if ((r > peak)); then peak=$r; fi
-				done
-				echo "$peak" >"$work/rss_peak"
+				echo "$(rss_kib "$pa" 2>/dev/null || echo 0) $(rss_kib "$pb" 2>/dev/null || echo 0)" >>"$work/rss_samples"
 				sleep 0.2
 			done
 		) &
@@ -224,7 +219,7 @@ run_one() {
 	if [[ -n $sampler ]]; then
 		kill "$sampler" 2>/dev/null || true
 		wait "$sampler" 2>/dev/null || true
-		record rss_load_mib "$(awk '{ print $1 / 1024 }' "$work/rss_peak")"
+		record rss_load_mib "$(awk '{ for (i = 1; i <= NF; i++) if ($i + 0 > m) m = $i + 0 } END { print m / 1024 }' "$work/rss_samples")"
 		record cpu_pct "$(awk -v c=$((c1 - c0)) -v k="$clk" -v ms=$((t1 - t0)) 'BEGIN { printf "%.1f", c / k * 100000 / ms }')"
 		local gb
 		gb=$(jq -r '(.end.sum_received.bytes // 0) / 1e9' "$work/tcp1.json" 2>/dev/null || echo 0)
