@@ -124,11 +124,22 @@ impl<'a> Runner<'a> {
             Op::RunHook { hook, phase } => {
                 // The reference runs `(eval "$hook")` in a subshell of the script, in its
                 // `execute_hooks` function, under `set -e -o pipefail` and extglob: the hook
-                // sees `$0` (the script), the function's arguments (the phase's hooks) and the
-                // script's INTERFACE, CONFIG_FILE, PROGRAM and hook variables, and bash's
-                // messages name the script.
-                const SCRIPT: &str = "INTERFACE=$1 CONFIG_FILE=$2 PROGRAM=$3 hook=$4; \
-                                      shift 4; eval \"$hook\"";
+                // sees `$0` (the script), the function's arguments (the phase's hooks), the
+                // script's INTERFACE, CONFIG_FILE, PROGRAM and hook variables and its parsed
+                // settings (TABLE, SAVE_CONFIG, MTU and the ADDRESSES, DNS, DNS_SEARCH and
+                // hook arrays), and bash's messages name the script. Every value travels as
+                // an argument, so no quoting is involved; each array is sent as its length
+                // followed by its items.
+                const SCRIPT: &str = "INTERFACE=$1 CONFIG_FILE=$2 PROGRAM=$3 hook=$4 \
+                                      TABLE=$5 SAVE_CONFIG=$6 MTU=$7; shift 7; \
+                                      for _wgq in ADDRESSES DNS DNS_SEARCH PRE_UP POST_UP \
+                                      PRE_DOWN POST_DOWN; do \
+                                      eval \"$_wgq=(\\\"\\${@:2:\\$1}\\\")\"; \
+                                      shift \"$(($1 + 1))\"; done; unset _wgq; \
+                                      eval \"$hook\"";
+                let config = &self.file.config;
+                let table = config.table.as_ref().map(ToString::to_string);
+                let mtu = config.mtu.as_ref().map(ToString::to_string);
                 let mut command = Command::new("bash");
                 command
                     .args(["-e", "-o", "pipefail", "-O", "extglob", "-c", SCRIPT])
@@ -137,7 +148,24 @@ impl<'a> Runner<'a> {
                     .arg(&self.file.path)
                     .arg(self.program)
                     .arg(OsString::from_vec(unlatin1(hook)))
-                    .args(phase.iter().map(|h| OsString::from_vec(unlatin1(h))));
+                    .arg(table.unwrap_or_default())
+                    .arg(if config.save_config { "1" } else { "0" })
+                    .arg(mtu.unwrap_or_default());
+                let addresses: Vec<String> =
+                    config.addresses.iter().map(ToString::to_string).collect();
+                for list in [
+                    &addresses,
+                    &config.dns,
+                    &config.dns_search,
+                    &config.pre_up,
+                    &config.post_up,
+                    &config.pre_down,
+                    &config.post_down,
+                ] {
+                    command.arg(list.len().to_string());
+                    command.args(list.iter().map(|item| OsString::from_vec(unlatin1(item))));
+                }
+                command.args(phase.iter().map(|h| OsString::from_vec(unlatin1(h))));
                 self.spawn(command, None, "bash")
             }
             Op::AddConf(text) => match wg::addconf_text(OsStr::new(interface), &unlatin1(text)) {
