@@ -436,9 +436,13 @@ pub fn handshake(data: &[u8]) {
             // Drop the oldest message in either direction.
             5 => {
                 if input.byte().unwrap_or(0) & 1 == 0 {
-                    to_b.first().is_some().then(|| to_b.remove(0));
+                    if !to_b.is_empty() {
+                        to_b.remove(0);
+                    }
                 } else {
-                    to_a.first().is_some().then(|| to_a.remove(0));
+                    if !to_a.is_empty() {
+                        to_a.remove(0);
+                    }
                 }
             }
             // Deliver the oldest message from B to A.

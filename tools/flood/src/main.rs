@@ -116,15 +116,10 @@ fn main() {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => send_errors += 1,
                 Err(_) => send_errors += 1,
             }
-            loop {
-                match socket.recv_from(&mut reply) {
-                    Ok((n, _)) => {
-                        replies += 1;
-                        if n == 64 && reply[..4] == 3u32.to_le_bytes() {
-                            cookies += 1;
-                        }
-                    }
-                    Err(_) => break,
+            while let Ok((n, _)) = socket.recv_from(&mut reply) {
+                replies += 1;
+                if n == 64 && reply[..4] == 3u32.to_le_bytes() {
+                    cookies += 1;
                 }
             }
         }
