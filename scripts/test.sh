@@ -25,6 +25,8 @@ PACKAGES=(
 	nftables:/usr/sbin/nft
 	iptables:/usr/sbin/iptables
 	procps:/usr/sbin/sysctl
+	# The fuzz smoke stage (scripts/fuzz.sh --smoke): libFuzzer is C++.
+	g++:/usr/bin/g++
 	# The NAT-traversal tests (tests/nat): flushing a simulated NAT's mappings.
 	conntrack:/usr/sbin/conntrack
 	# The kernel WireGuard tests' VM (scripts/vm/run.sh; it fetches the kernel itself).
