@@ -78,7 +78,38 @@ const CHECKS: &[Check] = &[
         &["no-module"],
         show::errors_without_the_module_match_reference,
     ),
+    (
+        "the kernel logged no oops, BUG or WARNING",
+        &[],
+        kernel_stayed_healthy,
+    ),
 ];
+
+/// Nothing we sent made the kernel complain: no splat (oops, BUG, WARN_ON, with its call
+/// trace) anywhere in the kernel log of the whole run.
+fn kernel_stayed_healthy(run: &VmRun) {
+    let dmesg = run.dmesg();
+    let bad: Vec<&str> = dmesg
+        .lines()
+        .filter(|l| {
+            [
+                "Oops",
+                "BUG:",
+                "WARNING:",
+                "Call Trace",
+                "general protection",
+                "Kernel panic",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the kernel complained:\n{}\nkernel log:\n{dmesg}",
+        bad.join("\n")
+    );
+}
 
 #[test]
 fn kernel_wireguard_in_a_vm() {

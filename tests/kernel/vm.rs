@@ -85,6 +85,12 @@ pub(crate) struct VmRun {
 }
 
 impl VmRun {
+    /// The kernel log at the end of the run (`dmesg`, every level).
+    pub(crate) fn dmesg(&self) -> String {
+        let path = self.out.path().join("dmesg");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
     /// The directory of `section`, after checking that the section ran and exited 0 (else
     /// panics with its log).
     pub(crate) fn section(&self, name: &str) -> Section {
