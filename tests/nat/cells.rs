@@ -86,6 +86,10 @@ pub(super) struct Peer {
     pub(super) inner: String,
     pub(super) private: String,
     pub(super) public: String,
+    /// Its address on its LAN.
+    pub(super) lan: String,
+    /// The public address of its outermost NAT.
+    pub(super) public_ip: String,
 }
 
 impl Peer {
@@ -109,24 +113,28 @@ impl Peer {
         String::from_utf8(reply).expect("UTF-8 reply")
     }
 
-    /// The path this peer uses to `peer` (by public key), from the `get=nat` report.
+    /// This peer's `wg show wg0 paths` line for `peer` (by public key), without its last
+    /// field (since when): `[path, where it leads]`.
+    pub(super) fn paths_line(&self, peer: &str) -> Option<[String; 2]> {
+        let out = Invocation::new(["show", "wg0", "paths"])
+            .in_sandbox(&self.ns)
+            .run(&cargo_bin("wg"));
+        out.assert_code(0, "wg show wg0 paths");
+        let text = out.stdout_str();
+        let line = text.lines().find(|l| l.starts_with(&format!("{peer}\t")))?;
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "wg show wg0 paths: {line:?}");
+        Some([fields[1].to_owned(), fields[2].to_owned()])
+    }
+
+    /// The path this peer uses to `peer` (by public key), from `wg show wg0 paths`.
     pub(super) fn path_to(&self, peer: &str) -> Option<Path> {
-        let report = self.nat_report();
-        let key = hex(peer);
-        let mut current = false;
-        for line in report.lines() {
-            if let Some(k) = line.strip_prefix("public_key=") {
-                current = k == key;
-            } else if let (true, Some(path)) = (current, line.strip_prefix("path=")) {
-                return match path {
-                    "direct" => Some(Path::Direct),
-                    "lan" => Some(Path::Lan),
-                    p if p.starts_with("relay") => Some(Path::Relay),
-                    _ => None,
-                };
-            }
+        match self.paths_line(peer)?[0].as_str() {
+            "direct" => Some(Path::Direct),
+            "lan" => Some(Path::Lan),
+            "relay" => Some(Path::Relay),
+            _ => None,
         }
-        None
     }
 
     pub(super) fn nat_report(&self) -> String {
@@ -195,47 +203,47 @@ impl World {
             ],
         );
         let mut routers = Vec::new();
+        // (sandbox, LAN address, public address of its outermost NAT)
         let mut hosts = Vec::new();
         for (i, site) in [a, b].into_iter().enumerate() {
             let octet = u8::try_from(i + 1).expect("small");
             match site {
                 Site::Behind(nat) => {
                     let r = internet.router(octet, &format!("10.{octet}.0"), nat.clone());
-                    hosts.push(r.host().0);
+                    let (ns, lan) = r.host();
+                    hosts.push((ns, lan, r.wan_ip.clone()));
                     routers.push(r);
                 }
                 Site::DoubleNat => {
                     let isp = internet.carrier(3);
                     let home = isp.router(&format!("10.{octet}.0"), Nat::PortRestricted);
-                    hosts.push(home.host().0);
+                    let (ns, lan) = home.host();
+                    hosts.push((ns, lan, isp.wan_ip.clone()));
                     routers.push(home);
                     routers.push(isp);
                 }
                 Site::SameLan => {
                     let r = routers.first().expect("SameLan follows a Behind site");
-                    hosts.push(r.host().0);
+                    let (ns, lan) = r.host();
+                    hosts.push((ns, lan, r.wan_ip.clone()));
                 }
             }
         }
-        let mut keys = [keypair(), keypair()];
-        // Sort nothing: A is index 0.
         let peers = {
-            let mut it = hosts.into_iter();
-            let (k0, k1) = (std::mem::take(&mut keys[0]), std::mem::take(&mut keys[1]));
-            [
-                Peer {
-                    ns: it.next().expect("host A"),
-                    inner: "10.77.0.1".into(),
-                    private: k0.0,
-                    public: k0.1,
+            let mut it = hosts.into_iter().zip(["10.77.0.1", "10.77.0.2"]).map(
+                |((ns, lan, public_ip), inner)| {
+                    let (private, public) = keypair();
+                    Peer {
+                        ns,
+                        inner: inner.to_owned(),
+                        private,
+                        public,
+                        lan,
+                        public_ip,
+                    }
                 },
-                Peer {
-                    ns: it.next().expect("host B"),
-                    inner: "10.77.0.2".into(),
-                    private: k1.0,
-                    public: k1.1,
-                },
-            ]
+            );
+            [it.next().expect("A"), it.next().expect("B")]
         };
         let world = World {
             peers,
@@ -291,7 +299,7 @@ impl World {
             .unwrap_or(0)
     }
 
-    /// `wg-quick up` of peer `i`'s config, then the relay through the UAPI extension keys;
+    /// `wg-quick up` of peer `i`'s config (with the `Relay` and `RelayPublicKey` extension keys);
     /// `extra` is appended to the config (more `[Peer]` sections).
     pub(super) fn up(&self, i: usize, extra: &str) {
         self.up_with(i, &self.peers[1 - i].public, extra);
@@ -302,9 +310,10 @@ impl World {
         let me = &self.peers[i];
         let other = &self.peers[1 - i];
         let config = format!(
-            "[Interface]\nPrivateKey = {}\nAddress = {}/24\nListenPort = 51820\n\n\
+            "[Interface]\nPrivateKey = {}\nAddress = {}/24\nListenPort = 51820\n\
+             Relay = {RELAY}\nRelayPublicKey = {}\n\n\
              [Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n{extra}",
-            me.private, me.inner, peer, other.inner
+            me.private, me.inner, self.relay_public, peer, other.inner
         );
         let dir = me.ns.host_path("/run/wgq");
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -315,11 +324,6 @@ impl World {
             .in_sandbox(&me.ns)
             .run(&cargo_bin("wg-quick"));
         out.assert_code(0, "wg-quick up");
-        let reply = me.uapi(&format!(
-            "set=1\nrelay={RELAY}\nrelay_public_key={}\n\n",
-            hex(&self.relay_public)
-        ));
-        assert_eq!(reply, "errno=0\n\n", "setting the relay");
     }
 
     /// Both sides' reports and the relay's status, for failure messages.
@@ -355,6 +359,25 @@ impl World {
                 self.report()
             );
             thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Asserts where each side's path leads: the relay; the other's LAN address; the other's
+    /// public (outermost NAT) address, on the other's own port where its NATs preserve ports.
+    pub(super) fn assert_path_leads(&self, path: Path) {
+        for i in 0..2 {
+            let (me, other) = (&self.peers[i], &self.peers[1 - i]);
+            let [_, to] = me.paths_line(&other.public).expect("a path line");
+            match path {
+                Path::Relay => assert_eq!(to, RELAY, "{}", self.report()),
+                Path::Lan => assert_eq!(to, format!("{}:51820", other.lan), "{}", self.report()),
+                Path::Direct => assert!(
+                    to.starts_with(&format!("{}:", other.public_ip)),
+                    "path to {} leads to {to}\n{}",
+                    other.public_ip,
+                    self.report()
+                ),
+            }
         }
     }
 
@@ -441,6 +464,7 @@ fn cell(a: Site, b: Site, expect: Path) {
     let world = World::new(&a, &b);
     let stream = world.stream();
     world.wait_path(expect);
+    world.assert_path_leads(expect);
     // Let the stream ride the final path for a while (1 MB more arrives at B).
     let settled = world.peers[1].rx_bytes();
     wait_until(
@@ -721,13 +745,18 @@ fn stock_wireguard_go_peer_with_static_endpoint() {
     // Meanwhile the traversed peer works as ever.
     world.wait_path(Path::Direct);
     world.transfer(1_000_000);
-    // A's wg show: P keeps its static endpoint.
+    // P is not traversed and keeps its static endpoint.
     assert!(
         a.nat_report()
             .lines()
             .all(|l| l != format!("public_key={}", hex(&p_public))),
         "P is not traversed:\n{}",
         a.nat_report()
+    );
+    assert_eq!(
+        a.paths_line(&p_public),
+        Some(["static".to_owned(), "203.0.113.40:51820".to_owned()]),
+        "wg show wg0 paths for P"
     );
     let [udp, foreign, _] = end_capture(
         cap,

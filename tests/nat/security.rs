@@ -69,19 +69,11 @@ fn registration(world: &World, public: &str) -> String {
         .to_owned()
 }
 
-/// `path=` and `path_endpoint=` of `peer` in `of`'s `get=nat` report.
-fn path_line(world: &World, of: usize, peer: &str) -> String {
-    let report = world.peers[of].nat_report();
-    let key = format!("public_key={}", hex(peer));
-    let mut lines = report.lines().skip_while(|l| *l != key).skip(1);
-    let mut out = String::new();
-    for l in lines.by_ref().take_while(|l| !l.starts_with("public_key=")) {
-        if l.starts_with("path=") || l.starts_with("path_endpoint=") {
-            out.push_str(l);
-            out.push(' ');
-        }
-    }
-    out
+/// `of`'s path to `peer`: `wg show wg0 paths` without the since-when field.
+fn path_line(world: &World, of: usize, peer: &str) -> [String; 2] {
+    world.peers[of]
+        .paths_line(peer)
+        .unwrap_or_else(|| panic!("no path line for {peer}\n{}", world.report()))
 }
 
 fn wg_endpoints(world: &World, of: usize) -> String {
