@@ -13,8 +13,10 @@
 //! * `kernel`: our tools against the real kernel WireGuard module, in one qemu boot of Debian's
 //!   kernel (`scripts/vm/`): every show form and every set path against the reference, the
 //!   `netns.sh` configuration checks, wire interop with wg-tunnel (root only).
-//! * `nat`: NAT traversal in namespaces: a simulated Internet with nftables NAT routers, the
-//!   NATs' own behaviour checked with UDP probes (root only).
+//! * `nat`: NAT traversal in namespaces: a simulated Internet with nftables NAT routers (the
+//!   NATs' own behaviour checked with UDP probes), the outcome matrix with `wg-quick` peers and
+//!   a `wg-relay`, the relay's wire, forged/replayed/flooding strangers, wireguard-go interop
+//!   (root only).
 //! * `nat_smoke`: NAT traversal end to end, smallest case: `wg-relay` and two wg-tunnel peers,
 //!   relayed while direct UDP is blocked, then direct (root only).
 //! * `netlink_wire`: `wg` and a kernel device without a kernel: the set requests, and the show
