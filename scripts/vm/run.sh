@@ -106,7 +106,14 @@ fetch_kernel() { # $1 = package; fills $cache/$1
 	mkdir -p "$cache"
 	tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
 	chmod 755 "$tmp" # apt-get download runs as _apt when it can read the directory
-	(cd "$tmp" && apt-get download "$pkg" >&2)
+	if ! (cd "$tmp" && apt-get download "$pkg" >&2); then
+		# Stale package lists can name a version the mirror no longer has: refresh and retry
+		# (if linux-image-amd64 moved on meanwhile, the next run resolves the new package).
+		[[ $(id -u) -eq 0 ]] || exit 2
+		echo "run.sh: apt-get download failed: running apt-get update and retrying" >&2
+		apt-get update >&2
+		(cd "$tmp" && apt-get download "$pkg" >&2)
+	fi
 	deb=$(echo "$tmp"/*.deb)
 	dpkg-deb -x "$deb" "$tmp/root"
 	release=$(basename "$(echo "$tmp"/root/lib/modules/*)")
