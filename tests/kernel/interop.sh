@@ -91,7 +91,7 @@ transfer() { # $1 = receiving side (kx|tx), $2 = sending side, $3 = receiver's i
 	i=0
 	until $1 netstat -ltn | grep -q ':7000 '; do
 		i=$((i + 1))
-		[ $i -lt 100 ] || {
+		[ $i -lt 300 ] || {
 			echo "FAILED: no listener on :7000"
 			exit 1
 		}
