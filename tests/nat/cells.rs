@@ -362,6 +362,36 @@ impl World {
         }
     }
 
+    /// Makes peer `i`'s host drop (`on`) or pass again UDP to and from anyone but the relay.
+    pub(super) fn block_direct(&self, i: usize, on: bool) {
+        let ns = &self.peers[i].ns;
+        if on {
+            let relay_ip = RELAY.split(':').next().expect("ip");
+            let rules = format!(
+                "table ip block_direct {{
+    chain output {{
+        type filter hook output priority filter; policy accept;
+        meta l4proto udp ip daddr != {relay_ip} drop
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        meta l4proto udp ip saddr != {relay_ip} drop
+    }}
+}}
+"
+            );
+            Invocation::new(["-f", "-"])
+                .arg0("nft")
+                .stdin(rules)
+                .in_sandbox(ns)
+                .run(std::path::Path::new("/usr/sbin/nft"))
+                .assert_code(0, "nft: block direct UDP");
+        } else {
+            ns.run("/usr/sbin/nft", &["delete", "table", "ip", "block_direct"])
+                .assert_code(0, "nft delete table ip block_direct");
+        }
+    }
+
     /// Asserts where each side's path leads: the relay; the other's LAN address; the other's
     /// public (outermost NAT) address, on the other's own port where its NATs preserve ports.
     pub(super) fn assert_path_leads(&self, path: Path) {
@@ -456,13 +486,30 @@ pub(super) fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() 
     }
 }
 
-/// Runs one cell: the stream starts at once (relayed if need be), the paths settle on
-/// `expect`, the stream ends intact; a direct path carries a further transfer without the
+/// Runs one cell: the stream starts relayed (direct held back until it flows), the paths
+/// settle on `expect`, the stream ends intact; a direct path carries a further transfer without the
 /// relay, a relayed one through it; after `conntrack -F` on A's first router a fresh transfer
 /// completes and the paths settle on `expect` again.
 fn cell(a: Site, b: Site, expect: Path) {
-    let world = World::new(&a, &b);
+    let world = World::build(&a, &b);
+    // A direct path is held back at first (A's host drops UDP to and from anyone but the
+    // relay), so the stream certainly starts relayed and crosses the switch to direct.
+    if expect != Path::Relay {
+        world.block_direct(0, true);
+    }
+    world.up(0, "");
+    world.up(1, "");
     let stream = world.stream();
+    world.wait_path(Path::Relay);
+    let relayed = world.relay_forwarded();
+    wait_until(
+        "the stream to move 500 kB through the relay",
+        TRANSFER_DEADLINE,
+        || world.relay_forwarded() > relayed + 500_000,
+    );
+    if expect != Path::Relay {
+        world.block_direct(0, false);
+    }
     world.wait_path(expect);
     world.assert_path_leads(expect);
     // Let the stream ride the final path for a while (1 MB more arrives at B).
