@@ -821,3 +821,41 @@ fn stock_wireguard_go_peer_with_static_endpoint() {
         "P received datagrams that are not WireGuard messages"
     );
 }
+
+/// The direct path dies (A's host starts dropping non-relay UDP) in the middle of a stream:
+/// the peers fall back to the relay and the stream goes on intact; when the direct path comes
+/// back they go direct again.
+#[test]
+fn direct_path_dies_falls_back_to_relay_and_returns() {
+    if !require_root() {
+        return;
+    }
+    let world = World::new(
+        &Site::Behind(Nat::PortRestricted),
+        &Site::Behind(Nat::PortRestricted),
+    );
+    world.wait_path(Path::Direct);
+    let stream = world.stream();
+    let start = world.peers[1].rx_bytes();
+    wait_until("the stream to flow", TRANSFER_DEADLINE, || {
+        world.peers[1].rx_bytes() > start + 500_000
+    });
+    world.block_direct(0, true);
+    world.wait_path(Path::Relay);
+    let relayed = world.relay_forwarded();
+    wait_until(
+        "the stream to move 500 kB through the relay",
+        TRANSFER_DEADLINE,
+        || world.relay_forwarded() > relayed + 500_000,
+    );
+    world.block_direct(0, false);
+    world.wait_path(Path::Direct);
+    world.assert_path_leads(Path::Direct);
+    let settled = world.peers[1].rx_bytes();
+    wait_until(
+        "the stream to move 500 kB direct again",
+        TRANSFER_DEADLINE,
+        || world.peers[1].rx_bytes() > settled + 500_000,
+    );
+    assert!(stream.finish(&world) > 0);
+}

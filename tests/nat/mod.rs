@@ -8,7 +8,8 @@
 //! * `cells`: the outcome matrix: two peers behind NATs (`wg-quick up`, our wg-tunnel), a
 //!   `wg-relay` on the public side; path reported, checksummed TCP stream across the
 //!   relay-to-direct switch, relay byte counters, recovery after `conntrack -F`; the relay's
-//!   wire holds no plaintext; a stock wireguard-go peer with a static endpoint interoperates.
+//!   wire holds no plaintext; a stock wireguard-go peer with a static endpoint interoperates;
+//!   a direct path that dies mid-stream falls back to the relay and comes back.
 //! * `security`: forged and replayed control messages change no endpoint; an unauthenticated
 //!   flood at the relay is dropped without disturbing a relayed stream; a peer that did not
 //!   ask gets no relayed data.
