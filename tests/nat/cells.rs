@@ -593,6 +593,15 @@ fn cell_double_nat_and_port_restricted_direct() {
     );
 }
 
+/// CGNAT(EIM) + home NAT(EIM) against a symmetric NAT: the matrix says relayed.
+#[test]
+fn cell_double_nat_and_symmetric_relayed() {
+    if !require_root() {
+        return;
+    }
+    cell(Site::DoubleNat, Site::Behind(Nat::Symmetric), Path::Relay);
+}
+
 #[test]
 fn cell_same_lan() {
     if !require_root() {
