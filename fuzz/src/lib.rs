@@ -115,11 +115,17 @@ pub fn quick(data: &[u8]) {
         return;
     };
     let _ = cfg.wg_device();
-    // Known issue, reported to the owner of quick.rs: a DNS item that ends in a space other
-    // than the shell's IFS (form feed, vertical tab, CR: `DNS = 1.1.1.1\x0c,x`) is printed at
-    // the end of a line, where the parser trims it, so print → parse changes it.
-    let odd_space = |d: &String| d.ends_with(|c: char| c.is_ascii_whitespace() || c == '\x0b');
-    if cfg.dns.iter().chain(&cfg.dns_search).any(odd_space) {
+    // Known issue, reported to the owner of quick.rs: a DNS or Address item that begins or
+    // ends with a space other than the shell's IFS (form feed, vertical tab, CR:
+    // `DNS = 1.1.1.1\x0c,x`, `Address = x,\x0b\0`) can be printed at the edge of a line, where
+    // the parser trims it, so print → parse changes it.
+    let odd = |c: char| matches!(c, '\x0b' | '\x0c' | '\r');
+    let odd_edge = |d: &str| d.starts_with(odd) || d.ends_with(odd);
+    let items = cfg.dns.iter().chain(&cfg.dns_search).cloned();
+    if items
+        .chain(cfg.addresses.iter().map(ToString::to_string))
+        .any(|d| odd_edge(&d))
+    {
         return;
     }
     let printed = cfg.to_string();
