@@ -83,6 +83,7 @@ nsa=wgbench-$$-a nsb=wgbench-$$-b
 declare -a pids=()
 cleanup() {
 	local p
+	[[ -z ${client:-} ]] || kill "$client" 2>/dev/null || true
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	ip netns del "$nsa" 2>/dev/null || true
@@ -112,8 +113,9 @@ printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n[Peer]\nPublicKey = 
 printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.78.0.1/32\nEndpoint = 10.77.0.1:51820\n' \
 	"$keyb" "$puba" >"$work/b.conf"
 
-inb iperf3 -s >"$work/iperf3-server.log" 2>&1 &
-pids+=($!)
+ip netns exec "$nsb" iperf3 -s >"$work/iperf3-server.log" 2>&1 &
+server=$!
+pids=("$server")
 
 csv=$work/samples.csv
 echo "round,impl,metric,value" >"$csv"
@@ -151,7 +153,11 @@ wait_socket() { # IFNAME PID LOG
 iperf() { # NAME ARGS...: one iperf3 client run from A, JSON to $work/NAME.json
 	local name=$1
 	shift
-	timeout $((DURATION + UDP_DURATION + 30)) ip netns exec "$nsa" iperf3 -c "$dst" -J "$@" >"$work/$name.json" 2>/dev/null || true
+	# In the background and waited for, so that a signal interrupts the wait at once.
+	timeout $((DURATION + UDP_DURATION + 30)) ip netns exec "$nsa" iperf3 -c "$dst" -J "$@" >"$work/$name.json" 2>/dev/null &
+	client=$!
+	wait "$client" || true
+	client=
 }
 tcp_gbps() { jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$work/$1.json" 2>/dev/null || true; }
 
@@ -245,6 +251,7 @@ run_one() {
 		ina ip link del wga 2>/dev/null || true
 		inb ip link del wgb 2>/dev/null || true
 		rm -f /run/wireguard/wga.sock /run/wireguard/wgb.sock
+		pids=("$server") # only live processes: a reaped PID may be reused
 	fi
 }
 
