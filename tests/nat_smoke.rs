@@ -187,7 +187,7 @@ fn relay_first_then_direct() {
         "the relay path",
         Duration::from_secs(15),
         || path_of(&hosts[0]).contains("path=relay") && path_of(&hosts[1]).contains("path=relay"),
-        &logs,
+        logs,
     );
     let ping = |ns: &Sandbox, ip: &str| {
         ns.run("/usr/bin/ping", &["-c", "1", "-W", "1", ip]).code() == Some(0)
@@ -196,7 +196,7 @@ fn relay_first_then_direct() {
         "a ping through the relay",
         Duration::from_secs(15),
         || ping(&hosts[0], "10.99.0.2"),
-        &logs,
+        logs,
     );
     // The relay reports the session and the bytes it carried (its status file, each second).
     let status =
@@ -205,7 +205,7 @@ fn relay_first_then_direct() {
         "the relay's status",
         Duration::from_secs(5),
         || status().contains("session=") && !status().contains("forwarded_bytes=0\n"),
-        &logs,
+        logs,
     );
     // The reference wg still reads the device; the placeholder endpoint is not shown.
     let show = Invocation::new(["show", "wg0", "endpoints"])
@@ -248,13 +248,13 @@ fn relay_first_then_direct() {
         "the direct path",
         Duration::from_secs(40),
         || path_of(&hosts[0]).contains(&direct),
-        &logs,
+        logs,
     );
     wait_for(
         "a ping on the direct path",
         Duration::from_secs(10),
         || ping(&hosts[0], "10.99.0.2") && ping(&hosts[1], "10.99.0.1"),
-        &logs,
+        logs,
     );
     let show = Invocation::new(["show", "wg0", "endpoints"])
         .in_sandbox(&hosts[0])
@@ -330,7 +330,7 @@ fn behind(nat: wg_tests::nat_topology::Nat, same_lan: bool, expected: &str, rebi
         "a ping",
         Duration::from_secs(20),
         || ping(&hosts[0], "10.99.0.2"),
-        &logs,
+        logs,
     );
     let path = |ns: &Sandbox| uapi(ns, "get=nat\n\n");
     wait_for(
@@ -346,7 +346,7 @@ fn behind(nat: wg_tests::nat_topology::Nat, same_lan: bool, expected: &str, rebi
         "a ping on that path",
         Duration::from_secs(10),
         || ping(&hosts[1], "10.99.0.1"),
-        &logs,
+        logs,
     );
     if rebind {
         // NAT rebinding: A's router forgets every mapping. Traffic recovers, and the path
@@ -357,7 +357,7 @@ fn behind(nat: wg_tests::nat_topology::Nat, same_lan: bool, expected: &str, rebi
             "a ping after the conntrack flush",
             Duration::from_secs(40),
             || ping(&hosts[0], "10.99.0.2") && ping(&hosts[1], "10.99.0.1"),
-            &logs,
+            logs,
         );
         wait_for(
             "the path after the conntrack flush",
