@@ -15,6 +15,7 @@
 //!   give the same kernel state, including changes that need many netlink messages.
 //! * [`netns`]: the configuration checks of the kernel's self-test `netns.sh`, with our `wg`.
 //! * [`interop`]: kernel WireGuard and our `wg-tunnel` on the wire, each side initiating.
+//! * [`quick`]: our `wg-quick` and the reference's on the kernel path (state, trace, rollback).
 //!
 //! There is one `#[test]`, [`kernel_wireguard_in_a_vm`], which boots the VM and then runs every
 //! check in [`CHECKS`], reporting each and failing with all that failed. (One test, not one per
@@ -29,6 +30,7 @@
 mod changes;
 mod interop;
 mod netns;
+mod quick;
 mod show;
 mod states;
 mod vm;
@@ -77,6 +79,16 @@ const CHECKS: &[Check] = &[
         "errors without the module match the reference",
         &["no-module"],
         show::errors_without_the_module_match_reference,
+    ),
+    (
+        "wg-quick up/down on the kernel path matches the reference",
+        &["quick"],
+        quick::wg_quick_on_the_kernel_path_matches_reference,
+    ),
+    (
+        "a failing PostUp on the kernel path undoes everything",
+        &["quick"],
+        quick::failing_post_up_on_the_kernel_path_undoes_everything,
     ),
     (
         "the kernel logged no oops, BUG or WARNING",

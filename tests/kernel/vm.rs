@@ -16,7 +16,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use wg_tests::{our_wg, our_wg_tunnel, repo_root, try_cargo_bin, Outcome};
+use wg_tests::{cargo_bin, our_wg, our_wg_tunnel, repo_root, Outcome};
 
 /// qemu is killed after this long (the run needs about 130 s of CPU; a busy host stretches it).
 const TIMEOUT_SECS: u64 = 900;
@@ -172,6 +172,7 @@ fn payload() -> Payload {
     super::changes::sections(&mut p);
     super::netns::sections(&mut p);
     super::interop::sections(&mut p);
+    super::quick::sections(&mut p);
     p.section("no-module", super::show::NO_MODULE_SCRIPT);
     p
 }
@@ -195,10 +196,9 @@ fn boot() -> Result<VmRun, String> {
     let console_path = work.path().join("console.log");
     let console_file = std::fs::File::create(&console_path).expect("create console log");
     let mut command = Command::new(repo_root().join("scripts/vm/run.sh"));
-    // Our wg-quick too, when built, for runs by hand (`WG_TESTS_VM_OUT`); no check uses it yet.
-    if let Some(quick) = try_cargo_bin("wg-quick") {
-        command.arg("--bin").arg(quick);
-    }
+    // Our wg-quick, and bash for hooks and for the reference wg-quick (the `quick` section).
+    command.arg("--bin").arg(cargo_bin("wg-quick"));
+    command.arg("--bin").arg("/bin/bash");
     let status = command
         .arg("--payload")
         .arg(&payload_dir)

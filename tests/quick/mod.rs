@@ -40,7 +40,7 @@
 //! deliberate here: the kernel path is tested in the VM harness.
 
 mod configs;
-mod differential;
+pub(crate) mod differential;
 mod failures;
 mod head;
 mod random;
