@@ -499,11 +499,8 @@ fn damaged_uapi_replies_match_reference() {
 }
 
 /// Get replies with bytes that are not UTF-8: the reference ignores an unknown key and calls a
-/// bad value a protocol error; ours fails the read itself (`Input/output error`), because
-/// `wg-ipc`'s UAPI client reads reply lines as UTF-8 (`crates/wg-ipc/src/uapi.rs`,
-/// `Uapi::request`). Reported to its owner; run with `--ignored` once fixed.
+/// bad value a protocol error, and so do we (the UAPI client once failed the whole read).
 #[test]
-#[ignore = "wg-ipc reads UAPI replies as UTF-8 (reported)"]
 fn non_utf8_uapi_replies_match_reference() {
     if !require_root() {
         return;

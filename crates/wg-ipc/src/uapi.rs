@@ -96,7 +96,9 @@ impl SocketDir {
 
     /// Sends one request to `interface` and returns the reply, up to and including the empty
     /// line that ends it. A reply cut short (no empty line before end of input) is returned as
-    /// read; judging it is the codec's job.
+    /// read; judging it is the codec's job. Bytes that are not UTF-8 become U+FFFD, so a line
+    /// holding them reads as an unknown key or a bad value, as the reference reads it, rather
+    /// than failing the whole read.
     pub fn request(&self, interface: &OsStr, request: &str) -> io::Result<String> {
         let path = self
             .socket_path(interface)
@@ -104,11 +106,11 @@ impl SocketDir {
         let stream = connect(&path)?;
         (&stream).write_all(request.as_bytes())?;
         let mut reader = BufReader::new(&stream);
-        let mut reply = String::new();
+        let mut reply = Vec::new();
         loop {
             let start = reply.len();
-            if reader.read_line(&mut reply)? == 0 || &reply[start..] == "\n" {
-                return Ok(reply);
+            if reader.read_until(b'\n', &mut reply)? == 0 || &reply[start..] == b"\n" {
+                return Ok(String::from_utf8_lossy(&reply).into_owned());
             }
         }
     }
