@@ -279,7 +279,7 @@ fn damaged_keys_match_reference() {
         format!("{KEY} trailing").into_bytes(),
         format!(" {KEY}").into_bytes(),
         format!("{KEY}\r\n").into_bytes(),
-        KEY[..43].as_bytes().to_vec(),
+        KEY.as_bytes()[..43].to_vec(),
         long('A', 4 << 20).into_bytes(),
         utf16le_bom(KEY),
         [&b"\xef\xbb\xbf"[..], KEY.as_bytes()].concat(),
