@@ -21,6 +21,10 @@ pub struct Bind {
     mark: u32,
 }
 
+/// The receive and send buffer asked for (wireguard-go's size): a burst, or a handshake flood,
+/// queues in the kernel instead of being dropped while the loop is busy.
+pub const SOCKET_BUFFER_BYTES: u32 = 7 << 20;
+
 impl Bind {
     /// Binds to `port` on all addresses (`0`: a random port), with firewall mark `fwmark`
     /// (`0`: none).
@@ -51,6 +55,7 @@ impl Bind {
 
     fn from_socket(socket: UdpSocket, dual_stack: bool, fwmark: u32) -> io::Result<Bind> {
         socket.set_nonblocking(true)?;
+        sys::set_buffers(socket.as_fd(), SOCKET_BUFFER_BYTES);
         if fwmark != 0 {
             sys::set_mark(socket.as_fd(), fwmark)?;
         }
@@ -161,6 +166,21 @@ mod tests {
         assert_eq!(canonical(mapped), "10.0.0.1:51820".parse().unwrap());
         let v6: SocketAddr = "[fd00::1]:5".parse().unwrap();
         assert_eq!(canonical(v6), v6);
+    }
+
+    #[test]
+    fn test_socket_buffers() {
+        let bind = Bind::new(0, 0).unwrap();
+        let rcv = sys::socket_int_option(bind.socket.as_fd(), libc::SO_RCVBUF).unwrap();
+        let snd = sys::socket_int_option(bind.socket.as_fd(), libc::SO_SNDBUF).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // The forced options pass the sysctl caps (the kernel reports double the request).
+            let want = i32::try_from(SOCKET_BUFFER_BYTES).unwrap();
+            assert!(rcv >= want && snd >= want, "rcvbuf {rcv}, sndbuf {snd}");
+        } else {
+            assert!(rcv > 0 && snd > 0);
+        }
     }
 
     #[test]

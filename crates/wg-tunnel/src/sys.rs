@@ -184,6 +184,51 @@ pub(crate) fn link_monitor() -> io::Result<File> {
     Ok(file)
 }
 
+/// Asks for `bytes` of receive and send buffer on a socket: `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`
+/// (which pass `net.core.rmem_max`/`wmem_max` with CAP_NET_ADMIN), else the capped plain
+/// options. Best effort, as wireguard-go does: a smaller buffer only means earlier drops.
+pub(crate) fn set_buffers(fd: BorrowedFd<'_>, bytes: u32) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (forced, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for option in [forced, plain] {
+            // SAFETY: these options read a `c_int` of the given length from a live local.
+            let status = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    &size as *const libc::c_int as *const libc::c_void,
+                    mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if status == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads an integer socket option at `SOL_SOCKET` level (for tests and diagnostics).
+#[cfg(test)]
+pub(crate) fn socket_int_option(fd: BorrowedFd<'_>, option: libc::c_int) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live local `value`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
 /// Sets `SO_MARK` on a socket (`0` clears it).
 pub(crate) fn set_mark(fd: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
     // SAFETY: SO_MARK reads a `u32` of the given length from a pointer to a live local.
