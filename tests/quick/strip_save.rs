@@ -437,8 +437,6 @@ fn save_to_a_read_only_directory_fails_as_the_reference() {
 /// `/usr/bin/wg-quick: line N: /etc/wireguard/wg0.conf.tmp: Read-only file system` (compared
 /// as `wg-quick: …`).
 #[test]
-#[ignore = "finding: ours lacks the line `wg-quick: /etc/wireguard/wg0.conf.tmp: Read-only \
-            file system` (bash's redirection error) before `Could not write configuration file`"]
 fn save_to_a_read_only_directory_reports_the_write_error() {
     if !require_root() {
         return;

@@ -508,17 +508,24 @@ impl<'a> Runner<'a> {
         let mut tmp = self.file.path.clone().into_os_string();
         tmp.push(".tmp");
         let old = sys::umask(0o077);
-        let written = fs::OpenOptions::new()
+        let opened = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o666)
-            .open(&tmp)
-            .and_then(|mut file| {
-                file.write_all(&unlatin1(&text))?;
-                file.sync_all()
-            });
+            .open(&tmp);
         sys::umask(old);
+        if let Err(e) = &opened {
+            // The reference's `> "$CONFIG_FILE.tmp"` redirection fails first, and bash says so.
+            let mut line = format!("{}: ", self.program).into_bytes();
+            line.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(tmp.as_os_str()));
+            line.extend_from_slice(format!(": {}\n", strerror(e)).as_bytes());
+            stderr(&line);
+        }
+        let written = opened.and_then(|mut file| {
+            file.write_all(&unlatin1(&text))?;
+            file.sync_all()
+        });
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
             return Err(die(self.program, "Could not write configuration file"));
