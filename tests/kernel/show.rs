@@ -22,6 +22,7 @@ use wg_tests::{case_rng, compare, seed, Outcome};
 
 use super::states::{random_device, Device};
 use super::vm::{Payload, Section, VmRun};
+use crate::show::PARAMS;
 
 /// Batches of devices in the show section. Under TCG one run of a `wg` costs 50-150 ms, so
 /// the forms are sampled (see [`batch_cases`]); the section takes about 50 s of CPU.
@@ -33,22 +34,6 @@ const DEVICES: usize = 5;
 const PARAMS_PER_DEVICE: usize = 3;
 /// Case streams of this module start here (other modules use other streams).
 const STREAM: u64 = 0x5_0000;
-
-/// Every `<param>` of `wg show <if> <param>`.
-const PARAMS: [&str; 12] = [
-    "public-key",
-    "private-key",
-    "listen-port",
-    "fwmark",
-    "peers",
-    "preshared-keys",
-    "endpoints",
-    "allowed-ips",
-    "latest-handshakes",
-    "transfer",
-    "persistent-keepalive",
-    "dump",
-];
 
 /// `WG_COLOR_MODE` × `WG_HIDE_KEYS` environments for the pretty forms (`None` = unset).
 const PRETTY_ENVS: [(Option<&str>, Option<&str>); 8] = [

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
+use wg_tests::rng::{random_cidr, random_endpoint};
 
 /// One peer of a generated state.
 #[derive(Clone, Debug, Default)]
@@ -75,44 +76,6 @@ pub(crate) fn random_key(rng: &mut ChaCha8Rng) -> String {
     STANDARD.encode(k)
 }
 
-fn random_v4(rng: &mut ChaCha8Rng) -> Ipv4Addr {
-    Ipv4Addr::from(rng.next_u32())
-}
-
-/// A v6 address with runs of zero groups, so `::` compression is exercised.
-fn random_v6(rng: &mut ChaCha8Rng) -> Ipv6Addr {
-    let mut g = [0u16; 8];
-    for x in &mut g {
-        if rng.gen_bool(0.6) {
-            *x = rng.gen();
-        }
-    }
-    match rng.gen_range(0..10) {
-        0 => random_v4(rng).to_ipv6_mapped(),
-        1 => Ipv6Addr::new(0xfe80, 0, 0, 0, g[4], g[5], g[6], g[7]),
-        _ => Ipv6Addr::from(g),
-    }
-}
-
-pub(crate) fn random_cidr(rng: &mut ChaCha8Rng) -> String {
-    match rng.gen_range(0..20) {
-        0 => "0.0.0.0/0".into(),
-        1 => "::/0".into(),
-        2..=10 => {
-            let cidr = *[32, 32, 24, 16, 8, 0, rng.gen_range(0..=32)]
-                .choose(rng)
-                .expect("non-empty");
-            format!("{}/{cidr}", random_v4(rng))
-        }
-        _ => {
-            let cidr = *[128, 128, 64, 48, 0, rng.gen_range(0..=128)]
-                .choose(rng)
-                .expect("non-empty");
-            format!("{}/{cidr}", random_v6(rng))
-        }
-    }
-}
-
 /// `n` distinct host routes (v4 /32 and v6 /128 mixed), as a big peer would have.
 fn many_cidrs(rng: &mut ChaCha8Rng, n: usize) -> Vec<String> {
     let base4: u32 = rng.gen::<u32>() & 0xfff0_0000;
@@ -126,17 +89,6 @@ fn many_cidrs(rng: &mut ChaCha8Rng, n: usize) -> Vec<String> {
             }
         })
         .collect()
-}
-
-pub(crate) fn random_endpoint(rng: &mut ChaCha8Rng) -> Option<String> {
-    let port = *[1, 51820, 65535, rng.gen_range(1..=65535)]
-        .choose(rng)
-        .expect("non-empty");
-    match rng.gen_range(0..6) {
-        0 | 1 => None,
-        2 | 3 => Some(format!("{}:{port}", random_v4(rng))),
-        _ => Some(format!("[{}]:{port}", random_v6(rng))),
-    }
 }
 
 /// A random state. `big` gives one or two peers thousands of allowed IPs.

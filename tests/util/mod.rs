@@ -7,7 +7,8 @@
 //!   and the differential runner that asserts the reference `wg` and ours agree byte for byte;
 //! * [`sandbox`]: private network + mount namespaces (root only), veth pairs between them, and
 //!   userspace WireGuard daemons (`wireguard-go`, later our `wg-tunnel`) running inside them;
-//! * [`rng`]: deterministic, seeded case generation.
+//! * [`rng`]: deterministic, seeded case generation, and the random addresses, CIDRs and
+//!   endpoints the generated device states share.
 //! * [`background`]: programs running inside a sandbox while the test goes on.
 //! * [`fake_uapi`]: a scripted fake UAPI server (exact `get` replies, recorded requests).
 //! * [`netstate`]: a normalised snapshot of a sandbox's links, addresses, routes, rules, nft

@@ -5,7 +5,10 @@
 //! many cases ran before it. ChaCha8 is used (not `StdRng`) because its stream is portable and
 //! fixed across `rand` versions.
 
-use rand::SeedableRng;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The fixed default seed for generated cases.
@@ -49,5 +52,59 @@ pub fn case_selected(case: u64) -> bool {
             |only| only == case,
         ),
         Err(_) => true,
+    }
+}
+
+// Random values for the generated device states (`show`, `kernel`).
+
+/// A random IPv4 address.
+pub fn random_v4(rng: &mut ChaCha8Rng) -> Ipv4Addr {
+    Ipv4Addr::from(rng.next_u32())
+}
+
+/// A v6 address with runs of zero groups, so `::` compression is exercised.
+pub fn random_v6(rng: &mut ChaCha8Rng) -> Ipv6Addr {
+    let mut g = [0u16; 8];
+    for x in &mut g {
+        if rng.gen_bool(0.6) {
+            *x = rng.gen();
+        }
+    }
+    match rng.gen_range(0..10) {
+        0 => random_v4(rng).to_ipv6_mapped(),
+        1 => Ipv6Addr::new(0xfe80, 0, 0, 0, g[4], g[5], g[6], g[7]),
+        _ => Ipv6Addr::from(g),
+    }
+}
+
+/// A random allowed-IP text: the catch-alls, common and random prefix lengths, v4 and v6.
+pub fn random_cidr(rng: &mut ChaCha8Rng) -> String {
+    match rng.gen_range(0..20) {
+        0 => "0.0.0.0/0".into(),
+        1 => "::/0".into(),
+        2..=10 => {
+            let cidr = *[32, 32, 24, 16, 8, 0, rng.gen_range(0..=32)]
+                .choose(rng)
+                .expect("non-empty");
+            format!("{}/{cidr}", random_v4(rng))
+        }
+        _ => {
+            let cidr = *[128, 128, 64, 48, 0, rng.gen_range(0..=128)]
+                .choose(rng)
+                .expect("non-empty");
+            format!("{}/{cidr}", random_v6(rng))
+        }
+    }
+}
+
+/// A random endpoint text (`None` a third of the time), v4 or bracketed v6, edge ports too.
+pub fn random_endpoint(rng: &mut ChaCha8Rng) -> Option<String> {
+    let port = *[1, 51820, 65535, rng.gen_range(1..=65535)]
+        .choose(rng)
+        .expect("non-empty");
+    match rng.gen_range(0..6) {
+        0 | 1 => None,
+        2 | 3 => Some(format!("{}:{port}", random_v4(rng))),
+        _ => Some(format!("[{}]:{port}", random_v6(rng))),
     }
 }
