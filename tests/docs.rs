@@ -1304,8 +1304,9 @@ fn deb_metadata_matches_the_install_layout() {
 /// mount namespace (the host keeps its own packages).
 #[test]
 fn built_deb_has_the_files_and_installs_and_removes_cleanly() {
-    // The .deb needs a release build (minutes), so CI checks the metadata above and
-    // `scripts/deb.sh` runs this test on the package it has just built.
+    // The .deb needs a release build, so `cargo test` alone checks the metadata above, and
+    // `scripts/deb.sh` (the last stage of scripts/test.sh, so every CI run) runs this test on
+    // the package it has just built.
     let Some(deb) = std::env::var_os("WG_RS_DEB_FILE").map(PathBuf::from) else {
         eprintln!("not checked: no package given (scripts/deb.sh builds one and runs this test)");
         return;
