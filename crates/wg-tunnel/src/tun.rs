@@ -16,12 +16,24 @@ use crate::sys;
 /// transport overheads (40 + 8 + 32).
 pub const DEFAULT_MTU: u32 = 1420;
 
+/// The offloads negotiated with the kernel for a [`Tun`] (for logs and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// Every packet carries a virtio-net header (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+    /// TCP segmentation offload (`TUN_F_TSO4 | TUN_F_TSO6`, with `TUN_F_CSUM`).
+    pub tso: bool,
+    /// UDP segmentation offload (`TUN_F_USO4 | TUN_F_USO6`).
+    pub uso: bool,
+}
+
 /// An open TUN interface.
 #[derive(Debug)]
 pub struct Tun {
     file: File,
     name: String,
     index: u32,
+    offloads: Offloads,
 }
 
 impl Tun {
@@ -30,7 +42,17 @@ impl Tun {
         let (file, name) = sys::open_tun(name)?;
         sys::set_mtu(&name, DEFAULT_MTU)?;
         let index = sys::if_index(&name)?;
-        Ok(Tun { file, name, index })
+        Ok(Tun {
+            file,
+            name,
+            index,
+            offloads: Offloads::default(),
+        })
+    }
+
+    /// The offloads negotiated with the kernel.
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// The interface's current MTU (looked up by index, so a renamed interface still
@@ -98,6 +120,67 @@ impl Tun {
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+/// Per-loop receive state for [`Tun`]: reads plain IP packets into a [`Batch`].
+#[derive(Debug, Default)]
+pub struct TunRx {}
+
+impl TunRx {
+    /// Receive state with its buffers allocated.
+    pub fn new() -> TunRx {
+        TunRx {}
+    }
+
+    /// Reads until the batch is full or the device has nothing more (`WouldBlock` ends the
+    /// call with `Ok`), putting each plain IP packet in its own slot at `headroom` bytes (the
+    /// caller encrypts in place: it needs `headroom` bytes before and 32 bytes of tailroom
+    /// after). An error other than `WouldBlock` is returned (packets read before it stay in
+    /// the batch); [`Tun::is_gone`] tells whether it is fatal.
+    pub fn recv_batch(&mut self, tun: &Tun, batch: &mut Batch, headroom: usize) -> io::Result<()> {
+        while let Some(slot) = batch.free_slot() {
+            let end = slot.len().saturating_sub(TAILROOM);
+            let Some(buf) = slot.get_mut(headroom..end) else {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            };
+            match tun.recv(buf) {
+                Ok(len) => batch.commit_at(headroom, len, None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The virtio-net header's size: [`TunTx::send_batch`] may overwrite this many bytes before
+/// each packet.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// Bytes [`TunRx::recv_batch`] leaves free after every packet (padding and the AEAD tag).
+pub const TAILROOM: usize = 32;
+
+/// Per-loop transmit state for [`Tun`]: writes batches of plain IP packets.
+#[derive(Debug, Default)]
+pub struct TunTx {}
+
+impl TunTx {
+    /// Transmit state with its buffers allocated.
+    pub fn new() -> TunTx {
+        TunTx {}
+    }
+
+    /// Writes every entry of `batch` (plain IP packets) to the device, in order. Returns the
+    /// last write error, if any.
+    pub fn send_batch(&mut self, tun: &Tun, batch: &mut Batch) -> Option<io::Error> {
+        let mut failed = None;
+        for (_, packet) in batch.iter() {
+            if let Err(e) = tun.send(packet) {
+                failed = Some(e);
+            }
+        }
+        failed
     }
 }
 
