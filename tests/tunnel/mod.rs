@@ -21,6 +21,9 @@
 //! * `keys`: a private key change drops the old identity's sessions; keepalive turned on at
 //!   runtime reaches the peer.
 //! * `lifecycle`: `ip link del`, SIGTERM, socket deletion, daemonising; no process left.
+//! * `privileges`: after setup only `CAP_NET_ADMIN` and `CAP_NET_BIND_SERVICE` are left, in
+//!   every thread; ports below 1024, fwmark and traffic still work; started with less, it
+//!   keeps what it has.
 //! * `uapi`: `setconf`/`showconf` against wireguard-go's; bad UAPI input (errno replies or a
 //!   closed connection, the daemon keeps serving, the state is unchanged).
 
@@ -28,6 +31,7 @@ mod allowed_ips;
 mod keys;
 mod lifecycle;
 mod pairs;
+mod privileges;
 mod roaming;
 mod uapi;
 

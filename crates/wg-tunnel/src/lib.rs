@@ -13,10 +13,13 @@
 //! | [`device`]      | the configuration model kept in step with the tunnel              |
 //! | [`event_loop`]  | the single-threaded `poll(2)` loop, the only reader of the clock  |
 //! | [`log`]         | `LOG_LEVEL` logging to stderr                                     |
-//! | `sys`           | the only `unsafe`: ioctl, poll, signalfd, fork, umask, `SO_MARK`   |
+//! | [`privileges`]  | dropping all but two capabilities after setup (own `unsafe`)      |
+//! | `sys`           | all other `unsafe`: ioctl, poll, signalfd, fork, umask, `SO_MARK`  |
 //!
 //! Lifecycle (as wireguard-go): create the TUN device and the UAPI socket, then daemonise
-//! unless `-f` or `WG_PROCESS_FOREGROUND=1`, so both exist when the command returns; run until
+//! unless `-f` or `WG_PROCESS_FOREGROUND=1`, so both exist when the command returns; bind the
+//! UDP socket and set up the watches, then give up every capability but `CAP_NET_ADMIN` and
+//! `CAP_NET_BIND_SERVICE` ([`privileges`]); run until
 //! SIGINT/SIGTERM, until the interface is deleted (then remove the socket file) or until the
 //! socket file is deleted; exit 0.
 
@@ -27,6 +30,7 @@ pub mod device;
 pub mod event_loop;
 pub mod log;
 pub mod nat;
+pub mod privileges;
 mod sys;
 pub mod tun;
 pub mod uapi_server;
@@ -118,6 +122,9 @@ pub enum Error {
     /// poll(2) failed.
     #[error("event loop failed: {0}")]
     EventLoop(io::Error),
+    /// The capabilities not needed after setup could not be given up.
+    #[error("failed to drop privileges: {0}")]
+    Privileges(io::Error),
 }
 
 /// Runs the daemon to completion.
@@ -159,6 +166,8 @@ fn serve(tun: &Tun, uapi: &UapiListener, signals: &std::fs::File) -> Result<Exit
         socket_watch: &socket_watch,
         links: &links,
     };
+    // Setup is over: from here on only what the loop needs (before any thread exists).
+    privileges::drop_to_runtime(tun.name()).map_err(Error::Privileges)?;
     event_loop::run(tun, uapi, &watch, &mut iface).map_err(Error::EventLoop)
 }
 
