@@ -1,16 +1,36 @@
-//! The UDP side: one socket that carries both IPv4 and IPv6 WireGuard datagrams.
+//! The UDP side: one socket that carries both IPv4 and IPv6 WireGuard datagrams, moved in
+//! batches.
 //!
 //! The socket is bound to `[::]:port` without `IPV6_V6ONLY`, so IPv4 peers appear as
 //! v4-mapped addresses (`::ffff:a.b.c.d`); [`Bind`] translates them to and from plain IPv4
 //! [`SocketAddr`]s, so the protocol core only ever sees canonical addresses. Where IPv6 is
 //! unavailable it falls back to an IPv4-only socket.
+//!
+//! The data path goes through [`Bind::recv_batch`] and [`Bind::send_batch`]:
+//! * receive: one `recvmmsg` fills many free slots of a [`Batch`]; with UDP GRO (turned on
+//!   when the socket is made, where the kernel has it) one slot may hold several datagrams
+//!   of one source, all of the size the control message gives except perhaps the last, and
+//!   each becomes its own entry. A datagram larger than its slot (`MSG_TRUNC`) is dropped
+//!   and counted ([`Bind::truncated`]).
+//! * send: one `sendmmsg` carries many messages; a run of entries with the same destination
+//!   and length (the last may be shorter) goes as one UDP GSO message (`UDP_SEGMENT`, one
+//!   iovec per entry, at most 64 segments and 64 KiB), which the kernel (or the NIC) cuts
+//!   into datagrams. A kernel without GSO is found out when the socket is made; one that
+//!   refuses it for a route (`EIO`/`EINVAL`, for instance a device without checksum
+//!   offload) turns GSO off for the socket and that run goes again as single datagrams, so
+//!   nothing is lost. A full socket buffer waits once, briefly, for room.
+//!
+//! The message headers, iovecs, addresses and control buffers live in the `Bind`
+//! ([`sys::udp::Mmsg`]), so neither call allocates.
 
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use crate::batch::Batch;
 use crate::sys;
+use crate::sys::udp::{Mmsg, MAX_MSGS, MAX_SEGMENTS};
 
 /// A bound, non-blocking UDP socket.
 #[derive(Debug)]
@@ -19,11 +39,34 @@ pub struct Bind {
     dual_stack: bool,
     port: u16,
     mark: u32,
+    scratch: RefCell<Scratch>,
+    /// Whether sends use UDP GSO (supported and not refused so far).
+    gso: Cell<bool>,
+    /// Whether UDP GRO is on for the socket.
+    gro: Cell<bool>,
+    truncated: Cell<u64>,
+}
+
+/// The arrays of one batched call, kept between calls.
+#[derive(Debug)]
+struct Scratch {
+    mmsg: Mmsg,
+    /// For each message of a send: its first entry and how many entries it carries.
+    runs: Box<[(usize, usize)]>,
 }
 
 /// The receive and send buffer asked for (wireguard-go's size): a burst, or a handshake flood,
 /// queues in the kernel instead of being dropped while the loop is busy.
 pub const SOCKET_BUFFER_BYTES: u32 = 7 << 20;
+
+/// The largest UDP payload of one GSO message to an IPv4 destination (the IPv4 total length
+/// limit less the IPv4 and UDP headers).
+const MAX_GSO_BYTES_V4: usize = 65_535 - 20 - 8;
+/// The same for IPv6 (the payload length field excludes the IPv6 header).
+const MAX_GSO_BYTES_V6: usize = 65_535 - 8;
+
+/// How long a send waits, once per batch, for room in a full socket buffer.
+const SEND_WAIT_MS: libc::c_int = 1;
 
 impl Bind {
     /// Binds to `port` on all addresses (`0`: a random port), with firewall mark `fwmark`
@@ -60,11 +103,20 @@ impl Bind {
             sys::set_mark(socket.as_fd(), fwmark)?;
         }
         let port = socket.local_addr()?.port();
+        let gso = sys::udp::gso_supported(socket.as_fd());
+        let gro = sys::udp::set_gro(socket.as_fd(), true).is_ok();
         Ok(Bind {
             socket,
             dual_stack,
             port,
             mark: fwmark,
+            scratch: RefCell::new(Scratch {
+                mmsg: Mmsg::new(),
+                runs: vec![(0, 0); MAX_MSGS].into_boxed_slice(),
+            }),
+            gso: Cell::new(gso),
+            gro: Cell::new(gro),
+            truncated: Cell::new(0),
         })
     }
 
@@ -95,33 +147,162 @@ impl Bind {
         sys::get_mark(self.socket.as_fd())
     }
 
-    /// Receives one datagram; `WouldBlock` when none is waiting.
+    /// Whether sends use UDP GSO (the kernel has it and has not refused it).
+    pub fn gso(&self) -> bool {
+        self.gso.get()
+    }
+
+    /// Whether receives use UDP GRO.
+    pub fn gro(&self) -> bool {
+        self.gro.get()
+    }
+
+    /// Turns the offloads off (`false`) or back on where the kernel has them: for tests and
+    /// measurements of the plain `recvmmsg`/`sendmmsg` path.
+    pub fn set_offloads(&self, gso: bool, gro: bool) {
+        self.gso
+            .set(gso && sys::udp::gso_supported(self.socket.as_fd()));
+        let gro = gro && sys::udp::set_gro(self.socket.as_fd(), true).is_ok();
+        if !gro {
+            // Without GRO the kernel segments anything coalesced before queueing it.
+            let _ = sys::udp::set_gro(self.socket.as_fd(), false);
+        }
+        self.gro.set(gro);
+    }
+
+    /// How many received datagrams were dropped because they did not fit a slot.
+    pub fn truncated(&self) -> u64 {
+        self.truncated.get()
+    }
+
+    /// Receives one datagram; `WouldBlock` when none is waiting. (With GRO on, `buf` may
+    /// receive several coalesced datagrams; this is for control traffic and tests, the data
+    /// path uses [`recv_batch`](Self::recv_batch).)
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (len, from) = self.socket.recv_from(buf)?;
         Ok((len, canonical(from)))
     }
 
-    /// Receives datagrams into the free slots of `batch` until none is waiting or the batch
-    /// is full. Returns the error that stopped it early, if it was not `WouldBlock` (ICMP
-    /// errors such as `ECONNREFUSED` surface here; they are not fatal).
+    /// Receives datagrams until the batch is full or the socket has nothing more, with
+    /// `recvmmsg` over the batch's free slots. A slot coalescing several datagrams (GRO)
+    /// becomes one entry per datagram. Sources are canonical. Returns the error that stopped
+    /// it early, if it was not `WouldBlock` (ICMP errors such as `ECONNREFUSED` surface
+    /// here; they are not fatal).
     pub fn recv_batch(&self, batch: &mut Batch) -> Option<io::Error> {
-        while let Some(slot) = batch.free_slot() {
-            match self.recv_from(slot) {
-                Ok((len, from)) => batch.commit(len, Some(from)),
+        let mut scratch = self.scratch.borrow_mut();
+        let mmsg = &mut scratch.mmsg;
+        while !batch.is_full() {
+            let first = batch.first_free_slot();
+            let want = batch.free_slots().min(MAX_MSGS);
+            let received = match mmsg.recv(self.socket.as_fd(), batch.free_slots_mut().take(want)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Some(e),
+            };
+            for i in 0..received {
+                let r = mmsg.received(i);
+                if r.truncated {
+                    self.truncated.set(self.truncated.get() + 1);
+                    continue;
+                }
+                let from = r.from.map(canonical);
+                match r.gro_size {
+                    Some(size) if size < r.len => {
+                        for offset in (0..r.len).step_by(size) {
+                            batch.push(first + i, offset, size.min(r.len - offset), from);
+                        }
+                    }
+                    _ => batch.push(first + i, 0, r.len, from),
+                }
+            }
+            if received < want {
+                // The socket had no more.
+                return None;
             }
         }
         None
     }
 
-    /// Sends every datagram of `batch` to its address. Returns the last failure, if any
-    /// (a failed datagram is dropped, as UDP may).
+    /// Sends every entry of `batch` to its address with `sendmmsg`; runs of entries to the
+    /// same destination with the same length (the last may be shorter) go as one UDP GSO
+    /// message. Returns the last failure, if any (a failed datagram is dropped, as UDP may).
     pub fn send_batch(&self, batch: &Batch) -> Option<(SocketAddr, io::Error)> {
+        let entries = batch.entries();
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { mmsg, runs } = &mut *scratch;
         let mut failed = None;
-        for (dst, datagram) in batch.iter() {
-            if let Err(e) = self.send_to(datagram, dst) {
-                failed = Some((dst, e));
+        let mut waited = false;
+        let mut next = 0;
+        while next < entries.len() {
+            // Put together as many messages as fit.
+            let mut sender = mmsg.sender();
+            while next < entries.len() {
+                let count = if self.gso.get() {
+                    gso_run(batch, next)
+                } else {
+                    1
+                };
+                if !sender.has_room(count) {
+                    break;
+                }
+                let dst = entries[next].addr;
+                let gso_size = if count > 1 {
+                    entries[next].len as u16
+                } else {
+                    0
+                };
+                sender.push_msg(self.to_socket_addr(dst), gso_size);
+                for i in next..next + count {
+                    sender.push_iov(batch.data(i));
+                }
+                runs[sender.len() - 1] = (next, count);
+                next += count;
+            }
+            // Send them, from wherever the kernel stopped.
+            let mut start = 0;
+            while start < sender.len() {
+                let error = match sender.send(self.socket.as_fd(), start) {
+                    Ok(sent) => {
+                        start += sent;
+                        continue;
+                    }
+                    Err(e) => e,
+                };
+                let (first, count) = runs[start];
+                let dst = entries[first].addr;
+                match error.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) if !waited => {
+                        // The socket buffer is full: give the kernel a moment, once.
+                        waited = true;
+                        let mut fds = [sys::poll_fd(self.socket.as_raw_fd(), libc::POLLOUT)];
+                        let _ = sys::poll(&mut fds, SEND_WAIT_MS);
+                        continue;
+                    }
+                    Some(libc::EAGAIN) => {
+                        // Still full: the rest of this round is dropped.
+                        failed = Some((dst, error));
+                        start = sender.len();
+                    }
+                    Some(code @ (libc::EIO | libc::EINVAL | libc::EMSGSIZE)) if count > 1 => {
+                        // GSO refused: send that run as single datagrams; for good where
+                        // the refusal is the offload's own.
+                        if code != libc::EMSGSIZE {
+                            self.gso.set(false);
+                        }
+                        for i in first..first + count {
+                            if let Err(e) = self.send_to(batch.data(i), dst) {
+                                failed = Some((dst, e));
+                            }
+                        }
+                        start += 1;
+                    }
+                    _ => {
+                        failed = Some((dst, error));
+                        start += 1;
+                    }
+                }
             }
         }
         failed
@@ -129,14 +310,53 @@ impl Bind {
 
     /// Sends one datagram.
     pub fn send_to(&self, datagram: &[u8], dst: SocketAddr) -> io::Result<()> {
-        let dst = match dst {
+        self.socket
+            .send_to(datagram, self.to_socket_addr(dst))
+            .map(drop)
+    }
+
+    /// The address to give the socket for `dst`: v4-mapped on a dual-stack socket.
+    fn to_socket_addr(&self, dst: SocketAddr) -> SocketAddr {
+        match dst {
             SocketAddr::V4(v4) if self.dual_stack => {
                 SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
             }
             other => other,
-        };
-        self.socket.send_to(datagram, dst).map(drop)
+        }
     }
+}
+
+/// How many entries from `first` on can go as one GSO message: same destination, same
+/// length (the last may be shorter), within the kernel's segment and size limits.
+fn gso_run(batch: &Batch, first: usize) -> usize {
+    let entries = batch.entries();
+    let head = entries[first];
+    let size = head.len as usize;
+    if size == 0 || size > usize::from(u16::MAX) {
+        return 1;
+    }
+    let limit = match head.addr {
+        SocketAddr::V4(_) => MAX_GSO_BYTES_V4,
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => MAX_GSO_BYTES_V4,
+        SocketAddr::V6(_) => MAX_GSO_BYTES_V6,
+    };
+    let mut total = size;
+    let mut count = 1;
+    for e in &entries[first + 1..] {
+        let len = e.len as usize;
+        if count == MAX_SEGMENTS || e.addr != head.addr || len == 0 || len > size {
+            break;
+        }
+        if total + len > limit {
+            break;
+        }
+        total += len;
+        count += 1;
+        if len < size {
+            break;
+        }
+    }
+    count
 }
 
 impl AsRawFd for Bind {
@@ -159,6 +379,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::SLOT_LEN;
 
     #[test]
     fn test_canonical() {
@@ -234,5 +455,248 @@ mod tests {
             assert_eq!(&buf[..len], b"hi");
             assert_eq!(from, SocketAddr::new(dst.ip(), a.port()));
         }
+    }
+
+    /// The loopback destinations of `b` to test: IPv4, and IPv6 where both are dual-stack.
+    fn loopbacks(a: &Bind, b: &Bind) -> Vec<SocketAddr> {
+        let mut dsts = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, b.port()))];
+        if a.dual_stack && b.dual_stack {
+            dsts.push(SocketAddr::from((Ipv6Addr::LOCALHOST, b.port())));
+        }
+        dsts
+    }
+
+    /// Distinct bytes for datagram `n` of length `len`.
+    fn payload(n: usize, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (n * 131 + i * 7 + i / 251) as u8)
+            .collect()
+    }
+
+    /// A batch holding `datagrams` (destination, bytes), each at `offset` in its own slot.
+    fn batch_of(datagrams: &[(SocketAddr, Vec<u8>)], offset: usize) -> Batch {
+        let mut batch = Batch::new(datagrams.len().max(1), 2048 + offset);
+        for (dst, bytes) in datagrams {
+            let slot = batch.free_slot().unwrap();
+            slot[offset..offset + bytes.len()].copy_from_slice(bytes);
+            batch.commit_at(offset, bytes.len(), Some(*dst));
+        }
+        batch
+    }
+
+    /// Receives into `batch` until it holds `want` entries (or a generous deadline passes).
+    fn recv_entries(bind: &Bind, batch: &mut Batch, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        let start = std::time::Instant::now();
+        while batch.len() < want && !batch.is_full() {
+            assert!(
+                start.elapsed().as_secs() < 5,
+                "got {} of {want}",
+                batch.len()
+            );
+            if let Some(e) = bind.recv_batch(batch) {
+                panic!("receive: {e}");
+            }
+            std::thread::yield_now();
+        }
+        batch.iter().map(|(a, p)| (a, p.to_vec())).collect()
+    }
+
+    /// Sender and receiver with GSO and GRO each on or off.
+    fn pair(gso: bool, gro: bool) -> (Bind, Bind) {
+        let (a, b) = (Bind::new(0, 0).unwrap(), Bind::new(0, 0).unwrap());
+        a.set_offloads(gso, false);
+        b.set_offloads(false, gro);
+        (a, b)
+    }
+
+    #[test]
+    fn test_offloads_on_by_default() {
+        // CI's kernel (and any since 5.0) has both; older kernels fall back to plain
+        // recvmmsg/sendmmsg, which the other tests also cover by turning them off.
+        let bind = Bind::new(0, 0).unwrap();
+        assert!(bind.gso() && bind.gro());
+        let bind = Bind::new_ipv4_only(0, 0).unwrap();
+        assert!(bind.gso() && bind.gro());
+        bind.set_offloads(false, false);
+        assert!(!bind.gso() && !bind.gro());
+        bind.set_offloads(true, true);
+        assert!(bind.gso() && bind.gro());
+    }
+
+    #[test]
+    fn test_gso_send_keeps_datagram_boundaries() {
+        for (gso, gro) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (a, b) = pair(gso, gro);
+            for dst in loopbacks(&a, &b) {
+                let mut sent: Vec<_> = (0..40).map(|n| (dst, payload(n, 1200))).collect();
+                sent.push((dst, payload(40, 500)));
+                assert!(a.send_batch(&batch_of(&sent, 16)).is_none());
+                let mut rx = Batch::new(64, SLOT_LEN);
+                let got = recv_entries(&b, &mut rx, sent.len());
+                let want: Vec<_> = sent
+                    .iter()
+                    .map(|(_, p)| (SocketAddr::new(dst.ip(), a.port()), p.clone()))
+                    .collect();
+                assert_eq!(got, want, "gso {gso}, gro {gro}, {dst}");
+                let slots = rx.entries().last().unwrap().slot as usize + 1;
+                if a.gso() && b.gro() {
+                    // GSO on the way out and GRO on the way in: whole runs share a slot.
+                    assert!(
+                        slots < sent.len(),
+                        "{slots} slots for {} datagrams",
+                        sent.len()
+                    );
+                } else if !a.gso() {
+                    assert_eq!(slots, sent.len(), "one datagram per slot without offloads");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_gro_receive_splits_runs() {
+        let (a, b) = pair(true, true);
+        for dst in loopbacks(&a, &b) {
+            // Runs of small datagrams longer than one GSO message, with shorter tails.
+            let mut sent = Vec::new();
+            for (n, len) in [(150, 100), (1, 37), (70, 64), (3, 1)] {
+                for _ in 0..n {
+                    let i = sent.len();
+                    sent.push((dst, payload(i, len)));
+                }
+            }
+            assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
+            let mut rx = Batch::new(256, SLOT_LEN);
+            let got = recv_entries(&b, &mut rx, sent.len());
+            assert_eq!(got.len(), sent.len());
+            for (i, ((from, bytes), (_, want))) in got.iter().zip(&sent).enumerate() {
+                assert_eq!((from.port(), bytes), (a.port(), want), "datagram {i}");
+            }
+            if a.gso() && b.gro() {
+                let shared = rx.entries().windows(2).filter(|w| w[0].slot == w[1].slot);
+                assert!(shared.count() > 0, "no slot holds several datagrams");
+                assert_eq!(b.truncated(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn test_mixed_destinations_and_lengths() {
+        for gso in [true, false] {
+            let a = Bind::new(0, 0).unwrap();
+            a.set_offloads(gso, true);
+            let (b, c) = (Bind::new(0, 0).unwrap(), Bind::new(0, 0).unwrap());
+            let (to_b, to_c) = (loopbacks(&a, &b), loopbacks(&a, &c));
+            let mut sent = Vec::new();
+            // Runs broken by a destination change, a longer datagram, an empty one, and
+            // lone datagrams of every family.
+            let lens = [
+                300, 300, 300, 200, 300, 300, 0, 300, 1000, 1000, 999, 1000, 5,
+            ];
+            for (i, len) in lens.into_iter().enumerate() {
+                let dst = if i == 4 || i == 12 { to_c[0] } else { to_b[0] };
+                sent.push((dst, payload(i, len)));
+            }
+            for (k, dst) in to_b.iter().chain(&to_c).enumerate() {
+                sent.push((*dst, payload(100 + k, 60)));
+                sent.push((*dst, payload(200 + k, 60)));
+            }
+            assert!(a.send_batch(&batch_of(&sent, 3)).is_none());
+            for (bind, dsts) in [(&b, &to_b), (&c, &to_c)] {
+                let want: Vec<_> = sent
+                    .iter()
+                    .filter(|(d, _)| dsts.contains(d))
+                    .map(|(d, p)| (SocketAddr::new(d.ip(), a.port()), p.clone()))
+                    .collect();
+                let mut rx = Batch::new(64, SLOT_LEN);
+                assert_eq!(recv_entries(bind, &mut rx, want.len()), want, "gso {gso}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_v4_mapped_destinations_on_dual_stack() {
+        let (a, b) = pair(true, true);
+        if !a.is_dual_stack() {
+            return;
+        }
+        let mapped = SocketAddr::from((Ipv4Addr::LOCALHOST.to_ipv6_mapped(), b.port()));
+        let plain = SocketAddr::from((Ipv4Addr::LOCALHOST, b.port()));
+        let sent: Vec<_> = (0..10)
+            .map(|n| (if n < 5 { mapped } else { plain }, payload(n, 80)))
+            .collect();
+        assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
+        let mut rx = Batch::new(16, SLOT_LEN);
+        let got = recv_entries(&b, &mut rx, sent.len());
+        for ((from, bytes), (_, want)) in got.iter().zip(&sent) {
+            // Sources come back canonical: plain IPv4.
+            assert_eq!(*from, SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())));
+            assert_eq!(bytes, want);
+        }
+        assert_eq!(got.len(), sent.len());
+    }
+
+    #[test]
+    fn test_gso_refused_falls_back_without_loss() {
+        let (a, b) = pair(true, false);
+        for dst in loopbacks(&a, &b) {
+            let (a, b) = pair(true, false);
+            let dst = SocketAddr::new(dst.ip(), b.port());
+            assert!(a.gso(), "this kernel has UDP GSO");
+            // Without UDP checksums the kernel refuses GSO (EINVAL), as it does (EIO) on a
+            // device without checksum offload.
+            let fd = a.socket.as_fd();
+            sys::udp::set_int_option(fd, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+            if a.is_dual_stack() {
+                sys::udp::set_int_option(fd, libc::SOL_UDP, UDP_NO_CHECK6_TX, 1).unwrap();
+                let fd = b.socket.as_fd();
+                sys::udp::set_int_option(fd, libc::SOL_UDP, UDP_NO_CHECK6_RX, 1).unwrap();
+            }
+            // Two GSO runs in one sendmmsg: the first refusal turns GSO off, the second run
+            // was already built as a GSO message and is refused and resent too.
+            let sent: Vec<_> = (0..20)
+                .map(|n| (dst, payload(n, if n < 10 { 500 } else { 400 })))
+                .collect();
+            assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
+            assert!(!a.gso(), "GSO stays off once refused");
+            let mut rx = Batch::new(32, SLOT_LEN);
+            let got = recv_entries(&b, &mut rx, sent.len());
+            let want: Vec<_> = sent
+                .iter()
+                .map(|(d, p)| (SocketAddr::new(d.ip(), a.port()), p.clone()))
+                .collect();
+            assert_eq!(got, want, "{dst}");
+        }
+    }
+
+    /// `UDP_NO_CHECK6_TX` from `<linux/udp.h>`.
+    const UDP_NO_CHECK6_TX: libc::c_int = 101;
+    /// `UDP_NO_CHECK6_RX`: accept IPv6 datagrams without a checksum.
+    const UDP_NO_CHECK6_RX: libc::c_int = 102;
+
+    #[test]
+    fn test_oversized_datagram_is_dropped_and_counted() {
+        let (a, b) = pair(false, true);
+        let dst = loopbacks(&a, &b)[0];
+        a.send_to(&payload(0, 1000), dst).unwrap();
+        a.send_to(&payload(1, 100), dst).unwrap();
+        let mut rx = Batch::new(4, 256);
+        let start = std::time::Instant::now();
+        while rx.is_empty() {
+            assert!(start.elapsed().as_secs() < 5, "no datagram");
+            assert!(b.recv_batch(&mut rx).is_none());
+        }
+        assert_eq!(rx.len(), 1);
+        assert_eq!(rx.data(0), payload(1, 100));
+        assert_eq!(b.truncated(), 1);
+    }
+
+    #[test]
+    fn test_nothing_waiting() {
+        let b = Bind::new(0, 0).unwrap();
+        let mut rx = Batch::new(8, 2048);
+        assert!(b.recv_batch(&mut rx).is_none());
+        assert!(rx.is_empty());
+        assert!(b.send_batch(&rx).is_none());
     }
 }

@@ -10,6 +10,8 @@ use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+pub(crate) mod udp;
+
 /// `IFNAMSIZ`: interface names are at most 15 bytes plus the terminating NUL.
 pub(crate) const IFNAMSIZ: usize = 16;
 /// `_IOW('T', 202, int)` from `<linux/if_tun.h>`.
