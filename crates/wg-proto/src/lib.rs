@@ -23,7 +23,8 @@
 //! | [`timers`]      | the timer constants and the absolute-deadline table             |
 //! | [`peer`]        | one peer: keypair slots, handshake, staged packets, endpoint    |
 //! | [`allowed_ips`] | the cryptokey routing table (longest-prefix-match trie)         |
-//! | [`tunnel`]      | the driving type tying the above together                       |
+//! | [`tunnel`]      | the driving type tying the above together, and its bulk data   |
+//! |                 | path (plan → crypto on any thread → complete)                  |
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
@@ -43,4 +44,4 @@ mod tests;
 pub use allowed_ips::AllowedIps;
 pub use peer::PeerId;
 pub use tai64n::Tai64N;
-pub use tunnel::{Event, PeerConfig, Transmit, Tunnel};
+pub use tunnel::{Event, OpenJob, PeerConfig, SealJob, Transmit, Tunnel};

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -28,7 +29,7 @@ use crate::noise::cookie::CookieState;
 use crate::noise::handshake::{
     initiate_precomputed, AwaitingResponse, InitiationReceived, StaticIdentity,
 };
-use crate::session::{message_len, Keypair};
+use crate::session::{message_len, Keypair, SessionError, TransportKey};
 use crate::tai64n::{Tai64N, TimestampFilter};
 use crate::timers::{
     jitter, Timer, TimerTable, INITIATION_FLOOD_INTERVAL, KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES,
@@ -653,6 +654,22 @@ impl Peer {
         }
     }
 
+    fn keypair(&self, slot: Slot) -> Option<&Keypair> {
+        match slot {
+            Slot::Current => self.current.as_ref(),
+            Slot::Previous => self.previous.as_ref(),
+            Slot::Next => self.next.as_ref(),
+        }
+    }
+
+    fn keypair_mut(&mut self, slot: Slot) -> Option<&mut Keypair> {
+        match slot {
+            Slot::Current => self.current.as_mut(),
+            Slot::Previous => self.previous.as_mut(),
+            Slot::Next => self.next.as_mut(),
+        }
+    }
+
     /// Authenticates and decrypts a transport message addressed to one of our keypairs.
     pub(crate) fn handle_data(
         &mut self,
@@ -665,28 +682,92 @@ impl Peer {
             ctx.counters.rx_dropped_unknown_index += 1;
             return Received::Nothing;
         };
-        let keypair = match slot {
-            Slot::Current => self.current.as_mut(),
-            Slot::Previous => self.previous.as_mut(),
-            Slot::Next => self.next.as_mut(),
-        };
         // slot_of just found the keypair in this slot.
-        let keypair = keypair.expect("slot holds a keypair");
+        let keypair = self.keypair_mut(slot).expect("slot holds a keypair");
         let mut buf = ctx
             .outbox
             .take_buffer(msg.encrypted_packet().len() - crate::messages::TAG_LEN);
         if let Err(e) = keypair.decapsulate(now, msg, &mut buf) {
-            match e {
-                crate::session::SessionError::Replay => ctx.counters.rx_dropped_replay += 1,
-                crate::session::SessionError::Expired => ctx.counters.rx_dropped_expired += 1,
-                _ => ctx.counters.rx_dropped_invalid += 1,
-            }
+            count_receive_error(ctx.counters, e);
             ctx.outbox.recycle(buf);
             return Received::Nothing;
         }
+        let wire_len = msg.encrypted_packet().len() + crate::messages::TRANSPORT_HEADER_LEN;
+        self.authenticated(ctx, now, from, slot, wire_len, buf.is_empty());
+        if buf.is_empty() {
+            ctx.outbox.recycle(buf);
+            return Received::Nothing;
+        }
+        Received::Packet(buf)
+    }
+
+    /// The bulk receive path, before decryption: the key for a transport message with
+    /// `counter` addressed to our keypair `index`, if that keypair may receive it (not
+    /// expired, counter not seen). Drops are counted.
+    pub(crate) fn plan_receive(
+        &self,
+        counters: &mut Counters,
+        now: Instant,
+        index: u32,
+        counter: u64,
+    ) -> Option<Arc<TransportKey>> {
+        let Some(keypair) = self.slot_of(index).and_then(|slot| self.keypair(slot)) else {
+            counters.rx_dropped_unknown_index += 1;
+            return None;
+        };
+        if let Err(e) = keypair.may_receive(now, counter) {
+            count_receive_error(counters, e);
+            return None;
+        }
+        Some(keypair.recv_key().clone())
+    }
+
+    /// The bulk receive path, after a message authenticated: records its counter (the
+    /// authoritative replay check, in batch order) and does what [`handle_data`] does after
+    /// decryption. `wire_len` is the datagram's length. Returns whether the plaintext is a
+    /// packet to deliver (`false`: a keepalive, or dropped and counted).
+    ///
+    /// [`handle_data`]: Self::handle_data
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete_receive(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        from: SocketAddr,
+        index: u32,
+        counter: u64,
+        wire_len: usize,
+        keepalive: bool,
+    ) -> bool {
+        // The keypair may have gone since planning (an earlier message of the batch confirmed
+        // a new session and dropped `previous`): the message is then for an unknown index.
+        let Some(slot) = self.slot_of(index) else {
+            ctx.counters.rx_dropped_unknown_index += 1;
+            return false;
+        };
+        let keypair = self.keypair_mut(slot).expect("slot holds a keypair");
+        if !keypair.accept_counter(counter) {
+            ctx.counters.rx_dropped_replay += 1;
+            return false;
+        }
+        self.authenticated(ctx, now, from, slot, wire_len, keepalive);
+        !keepalive
+    }
+
+    /// Everything that follows an authenticated transport message of `wire_len` bytes from
+    /// `from`, received on the keypair in `slot`: roaming, statistics, session confirmation,
+    /// the receive side of keep_key_fresh, and timers.
+    fn authenticated(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        from: SocketAddr,
+        slot: Slot,
+        wire_len: usize,
+        keepalive: bool,
+    ) {
         self.endpoint = Some(from);
-        self.rx_bytes +=
-            msg.encrypted_packet().len() as u64 + crate::messages::TRANSPORT_HEADER_LEN as u64;
+        self.rx_bytes += wire_len as u64;
         if slot == Slot::Next {
             // The initiator confirmed the responder's new keypair: rotate it in.
             let next = self.next.take();
@@ -709,12 +790,46 @@ impl Peer {
         }
         self.on_authenticated_received();
         self.on_authenticated_traversal(now);
-        if buf.is_empty() {
-            ctx.outbox.recycle(buf);
-            return Received::Nothing;
+        if !keepalive {
+            self.on_data_received(now);
         }
-        self.on_data_received(now);
-        Received::Packet(buf)
+    }
+
+    /// The bulk send path: if nothing is staged, the endpoint is known and the current
+    /// keypair can send, takes the next counter for a data message of `wire_len` bytes and
+    /// does what [`send_staged`](Self::send_staged) does for one sent packet (statistics,
+    /// timers, the send side of keep_key_fresh). Returns the key, the peer's index, the
+    /// counter and the destination; `None` leaves the packet to the staging path.
+    pub(crate) fn plan_send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        wire_len: usize,
+    ) -> Option<(Arc<TransportKey>, u32, u64, SocketAddr)> {
+        if !self.staged.is_empty() {
+            return None;
+        }
+        let dst = self.endpoint?;
+        let keypair = self.current.as_mut()?;
+        let counter = keypair.take_send_counter(now)?;
+        let planned = (
+            keypair.send_key().clone(),
+            keypair.remote_index,
+            counter,
+            dst,
+        );
+        self.tx_bytes += wire_len as u64;
+        self.on_authenticated_traversal(now);
+        self.on_authenticated_sent();
+        self.on_data_sent(now, ctx.rng);
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.can_send(now) && k.needs_rekey(now))
+        {
+            self.send_initiation(ctx, now, false);
+        }
+        Some(planned)
     }
 
     /// The interface went down (the kernel's `wg_stop`): forget sessions, the handshake in
@@ -750,5 +865,14 @@ impl Peer {
     #[cfg(test)]
     pub(crate) fn current_keypair_mut(&mut self) -> Option<&mut Keypair> {
         self.current.as_mut()
+    }
+}
+
+/// Counts a transport message that could not be received.
+fn count_receive_error(counters: &mut Counters, e: SessionError) {
+    match e {
+        SessionError::Replay => counters.rx_dropped_replay += 1,
+        SessionError::Expired => counters.rx_dropped_expired += 1,
+        _ => counters.rx_dropped_invalid += 1,
     }
 }

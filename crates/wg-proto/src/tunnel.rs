@@ -26,6 +26,9 @@ use crate::noise::handshake::{consume_initiation_precomputed, HandshakeError, St
 use crate::peer::{Ctx, Peer, PeerId, Received};
 use crate::ratelimiter::Ratelimiter;
 
+mod bulk;
+pub use bulk::{OpenJob, SealJob};
+
 /// Recycled buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 1024;
 /// The least capacity of a pooled buffer: a 1500-byte packet plus the transport overhead.
@@ -799,20 +802,27 @@ impl Tunnel {
         else {
             return;
         };
-        // Trim the padding using the inner header's length, and check that the source is
-        // routed to the peer that sent it (cryptokey routing, §2).
-        let Some((len, src, _)) = parse_inner(&packet) else {
-            self.counters.rx_dropped_inner_malformed += 1;
+        let Some(len) = self.check_inner(id, &packet) else {
             self.outbox.recycle(packet);
             return;
         };
-        if self.allowed_ips.lookup(src) != Some(id) {
-            self.counters.rx_dropped_source += 1;
-            self.outbox.recycle(packet);
-            return;
-        }
         packet.truncate(len);
         self.events.push_back(Pending::Deliver(id, packet));
+    }
+
+    /// The length of a decrypted packet from peer `id` without its padding, read from the
+    /// inner header, if the packet is well-formed and its source is routed to that peer
+    /// (cryptokey routing, §2); otherwise counted as dropped.
+    fn check_inner(&mut self, id: PeerId, packet: &[u8]) -> Option<usize> {
+        let Some((len, src, _)) = parse_inner(packet) else {
+            self.counters.rx_dropped_inner_malformed += 1;
+            return None;
+        };
+        if self.allowed_ips.lookup(src) != Some(id) {
+            self.counters.rx_dropped_source += 1;
+            return None;
+        }
+        Some(len)
     }
 
     /// Processes one IP packet read from the TUN device: routes it by destination to a peer

@@ -5,6 +5,7 @@ use std::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+mod bulk;
 mod config;
 mod load;
 mod schedule;

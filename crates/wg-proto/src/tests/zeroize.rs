@@ -1,10 +1,8 @@
 //! Every type holding key material erases it on drop. Checked at compile time: each is
-//! `ZeroizeOnDrop` (directly or through the dependency's own `Drop`, e.g. chacha20poly1305
-//! with its `zeroize` feature), and the types that hold them (`Keypair`, `AwaitingResponse`,
+//! `ZeroizeOnDrop` (directly or through the dependency's own `Drop`), and the types that hold them (`Keypair`, `AwaitingResponse`,
 //! `InitiationReceived`, `Peer`, `StaticIdentity`, `CookieChecker`) keep secrets only in
 //! these.
 
-use chacha20poly1305::ChaCha20Poly1305;
 use x25519_dalek::{EphemeralSecret, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -20,8 +18,8 @@ fn zeroize_with_drop<T: Zeroize>() {
 
 #[test]
 fn test_secret_holders_are_zeroize_on_drop() {
-    // Session keys (`Keypair::send` / `recv`).
-    erased_on_drop::<ChaCha20Poly1305>();
+    // Session keys (`Keypair::send` / `recv`, shared with crypto jobs through an `Arc`).
+    erased_on_drop::<crate::session::TransportKey>();
     // Static and ephemeral private keys (`StaticIdentity`, `AwaitingResponse`, responses).
     zeroize_with_drop::<StaticSecret>();
     zeroize_with_drop::<EphemeralSecret>();
