@@ -21,6 +21,8 @@
 //! * `keys`: a private key change drops the old identity's sessions; keepalive turned on at
 //!   runtime reaches the peer.
 //! * `lifecycle`: `ip link del`, SIGTERM, socket deletion, daemonising; no process left.
+//! * `mangled`: through a seeded proxy that reorders, delays, duplicates and replays (never
+//!   alters): pings, odd-sized datagrams exactly once, 20 MB each way at odd MSSes.
 //! * `privileges`: after setup only `CAP_NET_ADMIN` and `CAP_NET_BIND_SERVICE` are left, in
 //!   every thread; ports below 1024, fwmark and traffic still work; started with less, it
 //!   keeps what it has.
@@ -30,6 +32,7 @@
 mod allowed_ips;
 mod keys;
 mod lifecycle;
+mod mangled;
 mod pairs;
 mod privileges;
 mod roaming;
