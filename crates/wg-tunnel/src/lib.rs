@@ -11,6 +11,7 @@
 //! | [`demux`]       | non-WireGuard datagrams on the UDP socket, for another consumer   |
 //! | [`uapi_server`] | `/var/run/wireguard/IFNAME.sock` and its connections              |
 //! | [`device`]      | the configuration model kept in step with the tunnel              |
+//! | [`crypto`]      | the crypto worker pool (fork-join AEAD per batch; own `unsafe`)   |
 //! | [`event_loop`]  | the single-threaded `poll(2)` loop, the only reader of the clock  |
 //! | [`log`]         | `LOG_LEVEL` logging to stderr                                     |
 //! | [`privileges`]  | dropping all but two capabilities after setup (own `unsafe`)      |
@@ -25,6 +26,7 @@
 
 pub mod batch;
 pub mod bind;
+pub mod crypto;
 pub mod demux;
 pub mod device;
 pub mod event_loop;
