@@ -32,6 +32,7 @@ pub mod device;
 pub mod event_loop;
 pub mod log;
 pub mod nat;
+pub mod offload;
 pub mod privileges;
 mod sys;
 pub mod tun;
