@@ -25,8 +25,9 @@
 //!     `received N duplicates D corrupt C missing M`.
 //! wg-tests-mangle dgram-send DEST FIRST COUNT [end TOTAL]
 //!     UDP: datagrams FIRST..FIRST+COUNT of odd, varied sizes (1 to 3999 bytes: the larger
-//!     ones are fragmented inside the tunnel), contents derived from the index; paced at
-//!     about 1 ms; then, with `end TOTAL`, the end marker.
+//!     ones are fragmented inside the tunnel), contents derived from the index; in bursts of
+//!     8 of one size but a shorter last one, 2 ms apart; then, with `end TOTAL`, the end
+//!     marker.
 //! ```
 //!
 //! `proxy` and `dgram-recv` print `listening` once bound. Failures go to stderr, exit 1.
@@ -470,10 +471,24 @@ impl Relay {
 // dgram-send / dgram-recv
 
 /// The size of datagram `id`: odd, spread over 1..4000 by a multiplicative hash.
+/// Datagrams go in bursts of [`BURST`] (so a receive path may coalesce a burst): all of one
+/// odd size but the last, which is shorter (and odd too). The size is below the tunnel's MTU in
+/// even bursts, up to 3999 bytes (fragmented inside the tunnel) in odd ones.
 fn dgram_len(id: u64) -> usize {
-    let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-    (h % 2000 * 2 + 1) as usize
+    let burst = id / BURST;
+    let h = burst.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+    let max_half = if burst % 2 == 0 { 1364 / 2 } else { 4000 / 2 };
+    let len = h % max_half * 2 + 1;
+    let len = if id % BURST == BURST - 1 {
+        len / 2 | 1
+    } else {
+        len
+    };
+    len as usize
 }
+
+/// Datagrams per burst.
+const BURST: u64 = 8;
 
 /// The contents of datagram `id`: the id (little-endian, as much of it as fits) then bytes
 /// derived from it.
@@ -518,7 +533,9 @@ fn dgram_send(dest: &str, first: &str, count: &str, total: Option<&str>) -> Resu
         socket
             .send_to(&bytes, dest)
             .map_err(|e| format!("send {id} to {dest}: {e}"))?;
-        thread::sleep(Duration::from_millis(1));
+        if id % BURST == BURST - 1 {
+            thread::sleep(Duration::from_millis(2));
+        }
     }
     if let Some(total) = total {
         let total: u64 = number("TOTAL", total)?;

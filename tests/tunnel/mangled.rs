@@ -15,7 +15,8 @@
 //! Through it, each pair must deliver what it is given exactly once and intact:
 //! * pings of odd sizes (1 byte up to fragmented), both ways, IPv4 and IPv6 inside: every
 //!   request answered, no duplicate replies (so no replayed packet was accepted);
-//! * odd-sized UDP datagrams (1 to 3999 bytes, many fragmented) both ways over both families,
+//! * odd-sized UDP datagrams (1 to 3999 bytes, many fragmented; in bursts of 8 of one size
+//!   but a shorter last one, which a coalescing path may merge) both ways over both families,
 //!   each arriving exactly once with its contents, checked after the bulk transfers so that
 //!   late replays of them had every chance to be (wrongly) accepted;
 //! * 20 MB over TCP each way, one over IPv4 and one over IPv6, with odd MSSes (routes with
