@@ -480,7 +480,7 @@ fn dgram_len(id: u64) -> usize {
     let max_half = if burst % 2 == 0 { 1364 / 2 } else { 4000 / 2 };
     let len = h % max_half * 2 + 1;
     let len = if id % BURST == BURST - 1 {
-        len / 2 | 1
+        (len / 2) | 1
     } else {
         len
     };
