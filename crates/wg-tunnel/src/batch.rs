@@ -172,6 +172,12 @@ impl Batch {
         &mut self.entries
     }
 
+    /// Keeps only the entries for which `keep` is true, in order (for example, dropping the
+    /// entries whose length was set to 0). Slots stay used.
+    pub fn retain_entries(&mut self, keep: impl FnMut(&Entry) -> bool) {
+        self.entries.retain(keep);
+    }
+
     /// Slot `i`, whole.
     pub fn slot(&self, i: usize) -> &[u8] {
         &self.arena[i * self.slot_len..(i + 1) * self.slot_len]

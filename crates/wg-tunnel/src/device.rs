@@ -22,13 +22,18 @@ use std::time::{Duration, Instant};
 
 use wg_config::key::Key;
 use wg_config::{apply, Device, Endpoint, Peer, PublicKey};
-use wg_proto::{AllowedIps, Event, PeerConfig, Tunnel};
+use wg_proto::{AllowedIps, Event, OpenJob, PeerConfig, SealJob, Transmit, Tunnel};
 
 use crate::batch::Batch;
 use crate::bind::Bind;
+use crate::crypto::Pool;
 use crate::demux::{is_wireguard, DropForeign, ForeignDatagrams};
 use crate::log::{debug, error, info};
-use crate::tun::Tun;
+use crate::tun::{Tun, TunTx};
+
+/// Bytes the bulk data path needs before a packet read from the TUN device (the transport
+/// header is written there); decrypted packets have as much free before them.
+pub const HEADROOM: usize = wg_proto::messages::TRANSPORT_HEADER_LEN;
 
 /// Statistics of a peer whose tunnel-side state was re-created.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,6 +62,13 @@ pub struct Interface {
     nat: crate::nat::NatLink,
     /// The latest wall-clock reading, for NAT traversal's counters.
     since_epoch: Duration,
+    /// Per batch entry: its slot and the bulk send path's job (reused every round).
+    seal_jobs: Vec<(u32, Option<SealJob>)>,
+    /// Per batch entry: the entry as received and the bulk receive path's job (reused every
+    /// round).
+    open_jobs: Vec<(crate::batch::Entry, Option<OpenJob>)>,
+    /// Per batch entry: its job's index in the crypto pool's run (`u32::MAX`: none).
+    pool_index: Vec<u32>,
 }
 
 impl Interface {
@@ -78,6 +90,9 @@ impl Interface {
             up: false,
             nat: crate::nat::NatLink::default(),
             since_epoch: Duration::ZERO,
+            seal_jobs: Vec::new(),
+            open_jobs: Vec::new(),
+            pool_index: Vec::new(),
         })
     }
 
@@ -134,6 +149,165 @@ impl Interface {
         }
     }
 
+    /// The bulk send path: IP packets read from the TUN device into `batch`, each at
+    /// [`HEADROOM`] bytes into its slot with room for padding and the tag after it, are
+    /// encrypted in place (spread over `pool`) and sent with one [`Bind::send_batch`].
+    /// Packets the bulk path does not take (no session yet, packets staged behind a
+    /// handshake) go the one-packet way; the datagrams that produces are sent first (through
+    /// `out`), so each keypair's counters leave in increasing order. Empties `batch` of what
+    /// was not sent.
+    pub fn send_packets(
+        &mut self,
+        now: Instant,
+        batch: &mut Batch,
+        pool: &mut Pool,
+        out: &mut Batch,
+    ) {
+        let Some(tunnel) = &mut self.tunnel else {
+            return;
+        };
+        self.seal_jobs.clear();
+        for i in 0..batch.len() {
+            let e = batch.entries()[i];
+            let slot = batch.slot_mut(e.slot as usize);
+            let job = tunnel.plan_seal(now, slot, e.offset as usize, e.len as usize);
+            self.seal_jobs.push((e.slot, job));
+        }
+        self.flush_datagrams(out);
+        if self.seal_jobs.iter().all(|(_, job)| job.is_none()) {
+            batch.clear();
+            return;
+        }
+        let ranges = self.seal_jobs.iter().map(|(slot, job)| {
+            job.as_ref().map(|j| {
+                let body = j.start + HEADROOM..j.start + j.len;
+                (*slot as usize, body)
+            })
+        });
+        let mut jobs = pool.jobs();
+        let pool_index = &mut self.pool_index;
+        pool_index.clear();
+        pool_index.resize(self.seal_jobs.len(), u32::MAX);
+        let seal_jobs = &self.seal_jobs;
+        for_each_range(batch, ranges, |i, bytes| {
+            if let Some(job) = &seal_jobs[i].1 {
+                let (key, counter) = job.key();
+                pool_index[i] = jobs.len() as u32;
+                jobs.seal(bytes, key, counter);
+            }
+        });
+        jobs.run();
+        for (i, (slot, job)) in self.seal_jobs.iter().enumerate() {
+            let sealed = job
+                .as_ref()
+                .filter(|_| pool.result(self.pool_index[i] as usize).is_some());
+            let Some(job) = sealed else {
+                batch.entries_mut()[i].len = 0;
+                continue;
+            };
+            let transmit = Transmit {
+                dst: job.dst,
+                len: job.len,
+            };
+            // A relayed peer's message goes to the relay, wrapped (in place).
+            let wrapped = self
+                .nat
+                .wrap(&mut batch.slot_mut(*slot as usize)[job.start..], transmit);
+            let e = &mut batch.entries_mut()[i];
+            match wrapped {
+                Some(t) => {
+                    e.offset = job.start as u32;
+                    e.len = t.len as u32;
+                    e.addr = t.dst;
+                }
+                None => e.len = 0,
+            }
+        }
+        self.seal_jobs.clear();
+        batch.retain_entries(|e| e.len > 0);
+        if !batch.is_empty() {
+            self.send(batch);
+        }
+    }
+
+    /// The bulk receive path: the datagrams of `batch` (from `Bind::recv_batch`) are
+    /// demultiplexed (non-WireGuard ones to NAT traversal or the foreign consumer, handshake
+    /// messages queued), transport messages are decrypted in place (spread over `pool`) and
+    /// completed in order; `batch` is left holding the packets to write to the TUN device,
+    /// each [`HEADROOM`] bytes after its datagram's start.
+    pub fn receive_datagrams(&mut self, now: Instant, batch: &mut Batch, pool: &mut Pool) {
+        self.open_jobs.clear();
+        for i in 0..batch.len() {
+            let e = batch.entries()[i];
+            let datagram = &batch.slot(e.slot as usize)[e.range()];
+            let job = if !is_wireguard(datagram) {
+                if !self
+                    .nat
+                    .on_datagram(&self.ifname, now, e.addr, datagram, self.tunnel.as_mut())
+                {
+                    self.foreign.on_datagram(now, e.addr, datagram);
+                }
+                None
+            } else if let Some(tunnel) = &mut self.tunnel {
+                tunnel.plan_open(now, e.addr, datagram)
+            } else {
+                None
+            };
+            self.open_jobs.push((e, job));
+        }
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            batch.clear();
+            return;
+        };
+        if self.open_jobs.iter().all(|(_, job)| job.is_none()) {
+            self.open_jobs.clear();
+            batch.clear();
+            return;
+        }
+        let ranges = self.open_jobs.iter().map(|(e, job)| {
+            job.as_ref().map(|_| {
+                let body = e.offset as usize + HEADROOM..(e.offset + e.len) as usize;
+                (e.slot as usize, body)
+            })
+        });
+        let mut jobs = pool.jobs();
+        let pool_index = &mut self.pool_index;
+        pool_index.clear();
+        pool_index.resize(self.open_jobs.len(), u32::MAX);
+        let open_jobs = &self.open_jobs;
+        for_each_range(batch, ranges, |i, bytes| {
+            if let Some(job) = &open_jobs[i].1 {
+                let (key, counter) = job.key();
+                pool_index[i] = jobs.len() as u32;
+                jobs.open(bytes, key, counter);
+            }
+        });
+        jobs.run();
+        // Completion in batch order: replay window, sessions, timers, source check.
+        for (i, (e, job)) in self.open_jobs.iter().enumerate() {
+            let Some(job) = job else {
+                batch.entries_mut()[i].len = 0;
+                continue;
+            };
+            let start = e.offset as usize + HEADROOM;
+            let slot = batch.slot(e.slot as usize);
+            let plaintext = pool
+                .result(self.pool_index[i] as usize)
+                .map(|len| &slot[start..start + len]);
+            let deliver = tunnel.complete_open(now, e.addr, job, plaintext);
+            let entry = &mut batch.entries_mut()[i];
+            match deliver {
+                Some(len) => {
+                    entry.offset = start as u32;
+                    entry.len = len as u32;
+                }
+                None => entry.len = 0,
+            }
+        }
+        self.open_jobs.clear();
+        batch.retain_entries(|e| e.len > 0);
+    }
+
     /// Replaces the consumer of non-WireGuard datagrams.
     pub fn set_foreign(&mut self, consumer: Box<dyn ForeignDatagrams>) {
         self.foreign = consumer;
@@ -163,9 +337,9 @@ impl Interface {
 
     /// Sends every queued datagram (the protocol's, then the foreign consumer's) and writes
     /// every delivered packet to `tun`, a batch at a time through `out`.
-    pub fn flush(&mut self, tun: &Tun, out: &mut Batch) {
+    pub fn flush(&mut self, tun: &Tun, tun_tx: &mut TunTx, out: &mut Batch) {
         self.flush_datagrams(out);
-        self.flush_packets(tun, out);
+        self.flush_packets(tun, tun_tx, out);
     }
 
     /// Sends every queued datagram, the protocol's then the foreign consumer's.
@@ -192,8 +366,9 @@ impl Interface {
         self.send(out);
     }
 
-    /// Writes every delivered packet to `tun`.
-    fn flush_packets(&mut self, tun: &Tun, out: &mut Batch) {
+    /// Writes every delivered packet to `tun` (each at [`HEADROOM`] in its slot, the room
+    /// [`TunTx`] wants before a packet).
+    fn flush_packets(&mut self, tun: &Tun, tun_tx: &mut TunTx, out: &mut Batch) {
         out.clear();
         let Some(tunnel) = &mut self.tunnel else {
             return;
@@ -202,8 +377,10 @@ impl Interface {
             let event = tunnel.poll_event();
             let full = out.is_full();
             if full || event.is_none() {
-                if let Some(e) = tun.send_batch(out) {
-                    debug!(&self.ifname, "failed to write to TUN device: {e}");
+                if !out.is_empty() {
+                    if let Some(e) = tun_tx.send_batch(tun, out) {
+                        debug!(&self.ifname, "failed to write to TUN device: {e}");
+                    }
                 }
                 out.clear();
             }
@@ -212,8 +389,10 @@ impl Interface {
                 Some(Event::Deliver { packet, .. }) => {
                     // The batch was emptied above if it was full.
                     if let Some(slot) = out.free_slot() {
-                        slot[..packet.len()].copy_from_slice(packet);
-                        out.commit(packet.len(), None);
+                        if let Some(room) = slot.get_mut(HEADROOM..HEADROOM + packet.len()) {
+                            room.copy_from_slice(packet);
+                            out.commit_at(HEADROOM, packet.len(), None);
+                        }
                     }
                 }
                 Some(Event::HandshakeComplete { peer }) => {
@@ -451,6 +630,42 @@ impl Interface {
     }
 }
 
+/// Calls `f(i, bytes)` for every `Some((slot, range))` item `i` of `ranges`, with `bytes` the
+/// range of that slot of `batch`, all as disjoint mutable slices (for crypto jobs that run
+/// at the same time). Items must come in slot order and, within a slot, in ascending,
+/// non-overlapping ranges (as a batch's entries do); an item breaking that is skipped.
+fn for_each_range<'a>(
+    batch: &'a mut Batch,
+    ranges: impl Iterator<Item = Option<(usize, std::ops::Range<usize>)>>,
+    mut f: impl FnMut(usize, &'a mut [u8]),
+) {
+    let mut slots = batch.slots_mut().enumerate();
+    // The current slot, what is left of it, and where that rest starts.
+    let mut current: Option<(usize, &'a mut [u8], usize)> = None;
+    for (i, item) in ranges.enumerate() {
+        let Some((slot, range)) = item else {
+            continue;
+        };
+        while current.as_ref().map_or(true, |(s, _, _)| *s < slot) {
+            match slots.next() {
+                Some((s, bytes)) => current = Some((s, bytes, 0)),
+                None => return,
+            }
+        }
+        let Some((s, rest, at)) = current.take() else {
+            return;
+        };
+        if s != slot || range.start < at || range.end > at + rest.len() || range.start > range.end {
+            current = Some((s, rest, at));
+            continue;
+        }
+        let (_, tail) = rest.split_at_mut(range.start - at);
+        let (bytes, tail) = tail.split_at_mut(range.end - range.start);
+        current = Some((s, tail, range.end));
+        f(i, bytes);
+    }
+}
+
 /// Adds a model peer to the tunnel (logging, not failing: the model already excludes
 /// duplicates and our own key).
 fn add_peer(ifname: &str, tunnel: &mut Tunnel, now: Instant, peer: &Peer) {
@@ -534,6 +749,31 @@ mod tests {
             eprintln!("SKIPPED: needs root (SO_MARK)");
         }
         root
+    }
+
+    #[test]
+    fn test_for_each_range_gives_disjoint_slices() {
+        let mut batch = Batch::new(4, 16);
+        let ranges = [
+            Some((0, 2..5)),
+            None,
+            Some((0, 6..8)),
+            Some((0, 7..9)), // overlaps the previous one: skipped
+            Some((2, 0..4)),
+            Some((1, 0..1)),   // behind the current slot: skipped
+            Some((3, 10..17)), // beyond the slot: skipped
+            Some((3, 15..16)),
+        ];
+        let mut seen = Vec::new();
+        for_each_range(&mut batch, ranges.into_iter(), |i, bytes| {
+            bytes.fill(i as u8 + 1);
+            seen.push(i);
+        });
+        assert_eq!(seen, vec![0, 2, 4, 7]);
+        assert_eq!(&batch.slot(0)[..9], &[0, 0, 1, 1, 1, 0, 3, 3, 0]);
+        assert_eq!(&batch.slot(2)[..5], &[5, 5, 5, 5, 0]);
+        assert_eq!(batch.slot(3)[15], 8);
+        assert!(batch.slot(1).iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -19,17 +19,20 @@ use std::time::{Duration, Instant, SystemTime};
 use wg_config::uapi::encode_get;
 use wg_config::Device;
 
-use crate::batch::Batch;
-use crate::device::Interface;
+use crate::batch::{Batch, SLOT_LEN};
+use crate::crypto::Pool;
+use crate::device::{Interface, HEADROOM};
 use crate::log::{debug, error, info};
 use crate::sys::{self, PollFd};
-use crate::tun::{LinkMonitor, Tun};
+use crate::tun::{LinkMonitor, Tun, TunRx, TunTx};
 use crate::uapi_server::{Connection, Handler, UapiListener};
 
 /// Handshake messages costing a DH processed per round (a few milliseconds of CPU), so a
 /// flood grows the backlog, which puts the tunnel under load (cookie replies), instead of
 /// starving the data path.
 const HANDSHAKES_PER_ROUND: usize = 16;
+/// Slots of the batch read from the TUN device.
+const TX_BATCH: usize = 128;
 /// Poll entries before the UAPI connections'.
 const FIXED_FDS: usize = 6;
 
@@ -69,9 +72,15 @@ pub fn run(
     } = *watch;
     let ifname = tun.name().to_owned();
     let mut conns: Vec<Connection> = Vec::new();
-    // Allocated once: the data path reuses these for every round.
+    // Allocated once: the data path reuses these for every round. The send batch is larger,
+    // so a TSO super-packet's segments fit with other packets.
+    let mut tx = Batch::new(TX_BATCH, SLOT_LEN);
     let mut rx = Batch::for_data_path();
     let mut out = Batch::for_data_path();
+    let (mut tun_rx, mut tun_tx) = (TunRx::new(), TunTx::new());
+    // The crypto workers start here, after setup dropped privileges (they inherit that).
+    let mut pool = Pool::from_env();
+    debug!(&ifname, "{} crypto worker threads", pool.workers());
     let mut fds: Vec<PollFd> = Vec::new();
     let mut backlog = 0;
     // The link's state before any notification: someone may have changed it already.
@@ -136,9 +145,9 @@ pub fn run(
             return Ok(Exit::InterfaceGone);
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            rx.clear();
-            let result = tun.recv_batch(&mut rx);
-            iface.handle_outgoing(now, &rx);
+            tx.clear();
+            let result = tun_rx.recv_batch(tun, &mut tx, HEADROOM);
+            iface.send_packets(now, &mut tx, &mut pool, &mut out);
             match result {
                 Ok(()) => {}
                 Err(e) if Tun::is_gone(&e) => {
@@ -153,11 +162,16 @@ pub fn run(
             if let Some(e) = iface.bind().recv_batch(&mut rx) {
                 debug!(&ifname, "UDP receive: {e}");
             }
-            iface.handle_incoming(now, &rx);
+            iface.receive_datagrams(now, &mut rx, &mut pool);
+            if !rx.is_empty() {
+                if let Some(e) = tun_tx.send_batch(tun, &mut rx) {
+                    debug!(&ifname, "failed to write to TUN device: {e}");
+                }
+            }
         }
         backlog = iface.process_handshakes(now, HANDSHAKES_PER_ROUND);
         iface.handle_timeout(now);
-        iface.flush(tun, &mut out);
+        iface.flush(tun, &mut tun_tx, &mut out);
 
         // UAPI: existing connections first (their pollfds start at FIXED_FDS), then new ones.
         let mut handler = UapiHandler {
@@ -192,7 +206,7 @@ pub fn run(
             }
         }
         conns.retain(|c| !c.is_done());
-        iface.flush(tun, &mut out);
+        iface.flush(tun, &mut tun_tx, &mut out);
     }
 }
 
