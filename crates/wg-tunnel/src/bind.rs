@@ -17,8 +17,8 @@
 //!   iovec per entry, at most 64 segments and 64 KiB), which the kernel (or the NIC) cuts
 //!   into datagrams. A kernel without GSO is found out when the socket is made; one that
 //!   refuses it for a route (`EIO`/`EINVAL`, for instance a device without checksum
-//!   offload) turns GSO off for the socket and that run goes again as single datagrams, so
-//!   nothing is lost. A full socket buffer waits once, briefly, for room.
+//!   offload) turns GSO off for that address family of the socket, and that run goes again
+//!   as single datagrams, so nothing is lost. A full socket buffer waits once, briefly, for room.
 //!
 //! The message headers, iovecs, addresses and control buffers live in the `Bind`
 //! ([`sys::udp::Mmsg`]), so neither call allocates.
@@ -40,8 +40,9 @@ pub struct Bind {
     port: u16,
     mark: u32,
     scratch: RefCell<Scratch>,
-    /// Whether sends use UDP GSO (supported and not refused so far).
-    gso: Cell<bool>,
+    /// Whether sends use UDP GSO (supported and not refused so far), for IPv4 (v4-mapped
+    /// included) and IPv6 destinations: a kernel may refuse it for one family only.
+    gso: [Cell<bool>; 2],
     /// Whether UDP GRO is on for the socket.
     gro: Cell<bool>,
     truncated: Cell<u64>,
@@ -114,7 +115,7 @@ impl Bind {
                 mmsg: Mmsg::new(),
                 runs: vec![(0, 0); MAX_MSGS].into_boxed_slice(),
             }),
-            gso: Cell::new(gso),
+            gso: [Cell::new(gso), Cell::new(gso)],
             gro: Cell::new(gro),
             truncated: Cell::new(0),
         })
@@ -147,9 +148,15 @@ impl Bind {
         sys::get_mark(self.socket.as_fd())
     }
 
-    /// Whether sends use UDP GSO (the kernel has it and has not refused it).
+    /// Whether sends use UDP GSO for every family the socket carries (the kernel has it and
+    /// has not refused it).
     pub fn gso(&self) -> bool {
-        self.gso.get()
+        self.gso[0].get() && (!self.dual_stack || self.gso[1].get())
+    }
+
+    /// Whether sends to `dst` use UDP GSO.
+    fn gso_for(&self, dst: SocketAddr) -> &Cell<bool> {
+        &self.gso[usize::from(!is_ipv4(dst))]
     }
 
     /// Whether receives use UDP GRO.
@@ -160,8 +167,8 @@ impl Bind {
     /// Turns the offloads off (`false`) or back on where the kernel has them: for tests and
     /// measurements of the plain `recvmmsg`/`sendmmsg` path.
     pub fn set_offloads(&self, gso: bool, gro: bool) {
-        self.gso
-            .set(gso && sys::udp::gso_supported(self.socket.as_fd()));
+        let gso = gso && sys::udp::gso_supported(self.socket.as_fd());
+        self.gso.iter().for_each(|cell| cell.set(gso));
         let gro = gro && sys::udp::set_gro(self.socket.as_fd(), true).is_ok();
         if !gro {
             // Without GRO the kernel segments anything coalesced before queueing it.
@@ -239,7 +246,7 @@ impl Bind {
             // Put together as many messages as fit.
             let mut sender = mmsg.sender();
             while next < entries.len() {
-                let count = if self.gso.get() {
+                let count = if self.gso_for(entries[next].addr).get() {
                     gso_run(batch, next)
                 } else {
                     1
@@ -290,7 +297,7 @@ impl Bind {
                         // GSO refused: send that run as single datagrams; for good where
                         // the refusal is the offload's own.
                         if code != libc::EMSGSIZE {
-                            self.gso.set(false);
+                            self.gso_for(dst).set(false);
                         }
                         for i in first..first + count {
                             if let Err(e) = self.send_to(batch.data(i), dst) {
@@ -336,10 +343,10 @@ fn gso_run(batch: &Batch, first: usize) -> usize {
     if size == 0 || size > usize::from(u16::MAX) {
         return 1;
     }
-    let limit = match head.addr {
-        SocketAddr::V4(_) => MAX_GSO_BYTES_V4,
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => MAX_GSO_BYTES_V4,
-        SocketAddr::V6(_) => MAX_GSO_BYTES_V6,
+    let limit = if is_ipv4(head.addr) {
+        MAX_GSO_BYTES_V4
+    } else {
+        MAX_GSO_BYTES_V6
     };
     let mut total = size;
     let mut count = 1;
@@ -363,6 +370,14 @@ fn gso_run(batch: &Batch, first: usize) -> usize {
 impl AsRawFd for Bind {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+/// Whether `addr` is sent over IPv4 (a v4-mapped address is).
+fn is_ipv4(addr: SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
     }
 }
 
@@ -659,7 +674,12 @@ mod tests {
                 .map(|n| (dst, payload(n, if n < 10 { 500 } else { 400 })))
                 .collect();
             assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
-            assert!(!a.gso(), "GSO stays off once refused");
+            assert!(!a.gso_for(dst).get(), "GSO stays off once refused");
+            if a.is_dual_stack() {
+                let other = SocketAddr::from((Ipv6Addr::LOCALHOST, 1));
+                let other = if is_ipv4(dst) { other } else { plain_v4(1) };
+                assert!(a.gso_for(other).get(), "the other family keeps GSO");
+            }
             let mut rx = Batch::new(32, SLOT_LEN);
             let got = recv_entries(&b, &mut rx, sent.len());
             let want: Vec<_> = sent
@@ -668,6 +688,10 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{dst}");
         }
+    }
+
+    fn plain_v4(port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
     }
 
     /// `UDP_NO_CHECK6_TX` from `<linux/udp.h>`.
