@@ -5,7 +5,8 @@
 //!
 //! | module          | owns                                                              |
 //! |-----------------|-------------------------------------------------------------------|
-//! | [`tun`]         | the TUN interface (`/dev/net/tun`, `IFF_TUN | IFF_NO_PI`)          |
+//! | [`tun`]         | the TUN interface (`/dev/net/tun`, `IFF_VNET_HDR` offloads)       |
+//! | [`offload`]     | TSO/USO segmentation and GRO coalescing, pure (no I/O)            |
 //! | [`bind`]        | the dual-stack UDP socket                                         |
 //! | [`batch`]       | reusable packet batches, the unit the shell moves data in         |
 //! | [`demux`]       | non-WireGuard datagrams on the UDP socket, for another consumer   |

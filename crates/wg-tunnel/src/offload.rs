@@ -508,6 +508,12 @@ impl Gro {
         }
     }
 
+    /// Changes which protocols may be coalesced.
+    pub fn set_protocols(&mut self, tcp: bool, udp: bool) {
+        self.tcp = tcp;
+        self.udp = udp;
+    }
+
     /// Forgets the previous batch.
     pub fn clear(&mut self) {
         self.groups.clear();
@@ -801,4 +807,4 @@ impl Gro {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

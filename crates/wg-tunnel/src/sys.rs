@@ -28,6 +28,18 @@ const RTMGRP_LINK: u32 = 1;
 const IFF_TUN: libc::c_short = 0x0001;
 /// `IFF_NO_PI`: no 4-byte packet-information header before each packet.
 const IFF_NO_PI: libc::c_short = 0x1000;
+/// `IFF_VNET_HDR`: a `struct virtio_net_hdr` before each packet.
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`: which offloads the reader of the device accepts.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IOW('T', 216, int)`: the size of the virtio-net header.
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// `TUN_F_*` from `<linux/if_tun.h>`, for [`tun_set_offload`].
+pub(crate) const TUN_F_CSUM: u32 = 0x01;
+pub(crate) const TUN_F_TSO4: u32 = 0x02;
+pub(crate) const TUN_F_TSO6: u32 = 0x04;
+pub(crate) const TUN_F_USO4: u32 = 0x20;
+pub(crate) const TUN_F_USO6: u32 = 0x40;
 
 /// `struct ifreq`: the name, then a 24-byte union of which we use `ifr_flags` (a `short`) and
 /// `ifr_mtu` (an `int`), both at offset 0 of the union.
@@ -76,8 +88,14 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// with `IFF_TUN | IFF_NO_PI`. Returns the non-blocking, close-on-exec file and the name the
 /// kernel chose.
 pub(crate) fn open_tun(name: &str) -> io::Result<(File, String)> {
+    open_tun_with(name, false)
+}
+
+/// [`open_tun`], with `IFF_VNET_HDR` when `vnet_hdr`.
+pub(crate) fn open_tun_with(name: &str, vnet_hdr: bool) -> io::Result<(File, String)> {
     let mut req = IfReq::new(name)?;
-    req.data[..2].copy_from_slice(&(IFF_TUN | IFF_NO_PI).to_ne_bytes());
+    let flags = IFF_TUN | IFF_NO_PI | if vnet_hdr { IFF_VNET_HDR } else { 0 };
+    req.data[..2].copy_from_slice(&flags.to_ne_bytes());
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,6 +105,32 @@ pub(crate) fn open_tun(name: &str) -> io::Result<(File, String)> {
     // exclusively borrowed for the duration of the call.
     cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) })?;
     Ok((file, req.name()))
+}
+
+/// Sets the virtio-net header size (`TUNSETVNETHDRSZ`) of a TUN descriptor.
+pub(crate) fn tun_set_vnet_hdr_size(fd: BorrowedFd<'_>, size: u32) -> io::Result<()> {
+    let size =
+        libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` from the pointer, a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ, &size as *const libc::c_int) })?;
+    Ok(())
+}
+
+/// Tells the kernel which offloads (`TUN_F_*`) the reader of a TUN descriptor handles
+/// (`TUNSETOFFLOAD`); `EINVAL` when it does not know one of them.
+pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long), no pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) })?;
+    Ok(())
+}
+
+/// Moves the calling thread into a new, empty network namespace (tests: real devices
+/// without touching the host's network).
+#[cfg(test)]
+pub(crate) fn unshare_net() -> io::Result<()> {
+    // SAFETY: unshare(2) takes no pointers.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    Ok(())
 }
 
 /// Sets the MTU of interface `name` (in the calling thread's network namespace).

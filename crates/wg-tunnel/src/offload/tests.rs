@@ -1,7 +1,7 @@
 use super::*;
 
 /// RFC 1071 the plain way: big-endian 16-bit words summed into a u32, folded, complemented.
-fn ref_checksum(chunks: &[&[u8]]) -> u16 {
+pub(crate) fn ref_checksum(chunks: &[&[u8]]) -> u16 {
     let bytes: Vec<u8> = chunks.concat();
     let mut s: u32 = 0;
     for pair in bytes.chunks(2) {
@@ -32,7 +32,7 @@ fn ref_pseudo(p: &[u8], proto: u8, l4: usize) -> Vec<u8> {
 
 /// Asserts that `p`'s IPv4 header checksum and transport checksum are right, by
 /// [`ref_checksum`].
-fn assert_checksums(p: &[u8]) {
+pub(crate) fn assert_checksums(p: &[u8]) {
     let v6 = p[0] >> 4 == 6;
     let (l4, proto) = if v6 {
         (40, p[6])
@@ -45,18 +45,23 @@ fn assert_checksums(p: &[u8]) {
     assert_eq!(ref_checksum(&[&ph, &p[l4..]]), 0, "transport checksum");
 }
 
-struct Spec {
-    v6: bool,
-    udp: bool,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    options: Vec<u8>,
-    ip_options: Vec<u8>,
-    id: u16,
-    df: bool,
-    ttl: u8,
-    sport: u16,
+/// What [`packet`] builds: from 10.0.0.1 (fd00::1) port `sport` to 10.0.0.2 (fd00::2) port
+/// `dport`, or the other way with `swap`.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub(crate) v6: bool,
+    pub(crate) udp: bool,
+    pub(crate) seq: u32,
+    pub(crate) ack: u32,
+    pub(crate) flags: u8,
+    pub(crate) options: Vec<u8>,
+    pub(crate) ip_options: Vec<u8>,
+    pub(crate) id: u16,
+    pub(crate) df: bool,
+    pub(crate) ttl: u8,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) swap: bool,
 }
 
 impl Default for Spec {
@@ -73,15 +78,22 @@ impl Default for Spec {
             df: true,
             ttl: 64,
             sport: 40000,
+            dport: 5201,
+            swap: false,
         }
     }
 }
 
 /// A valid packet with correct checksums.
-fn packet(s: &Spec, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn packet(s: &Spec, payload: &[u8]) -> Vec<u8> {
     let mut l4h = Vec::new();
-    l4h.extend_from_slice(&s.sport.to_be_bytes());
-    l4h.extend_from_slice(&5201u16.to_be_bytes());
+    let (sport, dport) = if s.swap {
+        (s.dport, s.sport)
+    } else {
+        (s.sport, s.dport)
+    };
+    l4h.extend_from_slice(&sport.to_be_bytes());
+    l4h.extend_from_slice(&dport.to_be_bytes());
     if s.udp {
         l4h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         l4h.extend_from_slice(&[0, 0]);
@@ -100,8 +112,9 @@ fn packet(s: &Spec, payload: &[u8]) -> Vec<u8> {
         p.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
         p.extend_from_slice(&((l4h.len() + payload.len()) as u16).to_be_bytes());
         p.extend_from_slice(&[proto, s.ttl]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let (a, b) = if s.swap { (2, 1) } else { (1, 2) };
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, a]);
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b]);
     } else {
         assert_eq!(s.ip_options.len() % 4, 0);
         let ihl = 20 + s.ip_options.len();
@@ -111,7 +124,8 @@ fn packet(s: &Spec, payload: &[u8]) -> Vec<u8> {
         p.extend_from_slice(&(total as u16).to_be_bytes());
         p.extend_from_slice(&s.id.to_be_bytes());
         p.extend_from_slice(&[if s.df { 0x40 } else { 0 }, 0, s.ttl, proto, 0, 0]);
-        p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        let (a, b) = if s.swap { (2, 1) } else { (1, 2) };
+        p.extend_from_slice(&[10, 0, 0, a, 10, 0, 0, b]);
         p.extend_from_slice(&s.ip_options);
         let c = ref_checksum(&[&p]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
@@ -131,7 +145,7 @@ fn packet(s: &Spec, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Deterministic test bytes.
-fn bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n)
         .map(|_| {
