@@ -777,6 +777,53 @@ mod tests {
         }
     }
 
+    /// Runs `script` with `sh -e`; panics with its output when it fails.
+    fn sh(script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{script}: {out:?}");
+    }
+
+    #[test]
+    fn test_segments_above_the_path_mtu_go_singly() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root (a network namespace)");
+            return;
+        }
+        // In a namespace of its own whose loopback has a small MTU, a GSO message whose
+        // segments exceed it is refused (EMSGSIZE); sent singly, the datagrams are
+        // fragmented and all arrive. Runs that fit still go as GSO, which stays on.
+        std::thread::spawn(|| {
+            sys::udp::unshare_net_for_thread().unwrap();
+            sh("ip link set lo up mtu 1280");
+            let (a, b) = pair(true, true);
+            for dst in loopbacks(&a, &b) {
+                let mut sent = Vec::new();
+                for len in [1400, 1000, 1400] {
+                    for _ in 0..10 {
+                        let i = sent.len();
+                        sent.push((dst, payload(i, len)));
+                    }
+                }
+                assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
+                assert!(a.gso_for(dst).get(), "GSO stays on for {dst}");
+                let mut rx = Batch::new(64, SLOT_LEN);
+                let want: Vec<_> = sent
+                    .iter()
+                    .map(|(d, p)| (SocketAddr::new(d.ip(), a.port()), p.clone()))
+                    .collect();
+                assert_eq!(recv_entries(&b, &mut rx, sent.len()), want, "{dst}");
+                let slots = rx.entries().last().unwrap().slot as usize + 1;
+                assert!(slots < sent.len(), "the 1000-byte run was coalesced");
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn test_nothing_waiting() {
         let b = Bind::new(0, 0).unwrap();

@@ -398,3 +398,12 @@ pub(crate) fn gso_supported(fd: BorrowedFd<'_>) -> bool {
 pub(crate) fn set_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     set_int_option(fd, libc::SOL_UDP, libc::UDP_GRO, libc::c_int::from(on))
 }
+
+/// Moves the calling thread (only) into a new, empty network namespace (tests that need a
+/// device of their own; root only).
+#[cfg(test)]
+pub(crate) fn unshare_net_for_thread() -> io::Result<()> {
+    // SAFETY: unshare takes no pointers; CLONE_NEWNET changes only the calling thread.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    Ok(())
+}
