@@ -15,10 +15,12 @@
 //! * send: one `sendmmsg` carries many messages; a run of entries with the same destination
 //!   and length (the last may be shorter) goes as one UDP GSO message (`UDP_SEGMENT`, one
 //!   iovec per entry, at most 64 segments and 64 KiB), which the kernel (or the NIC) cuts
-//!   into datagrams. A kernel without GSO is found out when the socket is made; one that
-//!   refuses it for a route (`EIO`/`EINVAL`, for instance a device without checksum
-//!   offload) turns GSO off for that address family of the socket, and that run goes again
-//!   as single datagrams, so nothing is lost. A full socket buffer waits once, briefly, for room.
+//!   into datagrams. A kernel without GSO is found out when the socket is made. A refused
+//!   message goes again as single datagrams, so nothing is lost: when the refusal is the
+//!   offload's own (`EIO`/`EINVAL`, for instance a device without checksum offload on older
+//!   kernels) GSO is turned off for that address family of the socket; when the segments
+//!   are larger than the path MTU (`EMSGSIZE`; the single datagrams are fragmented) it
+//!   stays on. A full socket buffer waits once, briefly, for room.
 //!
 //! The message headers, iovecs, addresses and control buffers live in the `Bind`
 //! ([`sys::udp::Mmsg`]), so neither call allocates.
