@@ -143,16 +143,27 @@ fn terminate_removes_socket(dev: &mut UserspaceDevice) {
     );
 }
 
-/// Started by root: exactly the two capabilities in every thread, nothing inheritable,
-/// ambient or bounding, no_new_privs, and the drop logged at debug level.
+/// Started by root with three crypto workers: exactly the two capabilities in every thread
+/// (the workers start after the drop and inherit it), nothing inheritable, ambient or
+/// bounding, no_new_privs, and the drop logged at debug level.
 #[test]
 fn tunnel_keeps_only_runtime_capabilities() {
     if !require_root() {
         return;
     }
     let sandbox = Sandbox::new();
-    let mut dev = sandbox.start_wg_tunnel("wg0");
+    let tunnel = our_wg_tunnel();
+    let options = [
+        "WG_TUNNEL_THREADS=3",
+        tunnel.to_str().expect("UTF-8 path"),
+        "-f",
+    ];
+    let mut dev = sandbox.start_userspace_with(Path::new("/usr/bin/env"), &options, "wg0");
     let expected = expected_from_root();
+    let tasks = format!("/proc/{}/task", dev.pid());
+    wait_for("the main thread and 3 crypto workers", || {
+        fs::read_dir(&tasks).map_or(0, Iterator::count) >= 4
+    });
     assert_creds(&dev, expected);
     if expected.prm == RUNTIME {
         wait_for("the drop in the debug log", || {
