@@ -23,7 +23,7 @@
 //!   stays on. A full socket buffer waits once, briefly, for room.
 //!
 //! The message headers, iovecs, addresses and control buffers live in the `Bind`
-//! ([`sys::udp::Mmsg`]), so neither call allocates.
+//! (`sys::udp::Mmsg`), so neither call allocates.
 
 use std::cell::{Cell, RefCell};
 use std::io;

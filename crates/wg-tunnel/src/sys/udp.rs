@@ -7,6 +7,10 @@
 //! them as an iterator of `&mut [u8]` and [`Sender`] holds a borrow of every buffer added to
 //! it, so no pointer into caller memory is used after its borrow ends.
 
+// `msghdr` field types differ between libcs (`size_t` with glibc, `socklen_t`/`int` with
+// musl), so casts that are no-ops here are not elsewhere.
+#![allow(clippy::unnecessary_cast)]
+
 use std::io;
 use std::marker::PhantomData;
 use std::mem;
@@ -175,16 +179,19 @@ impl Mmsg {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
             };
-            let hdr = &mut self.hdrs[n];
+            n += 1;
+        }
+        // Pointers into our own arrays are taken after the last write to them.
+        let (iovs, names, controls) = self.bases();
+        for (i, hdr) in self.hdrs[..n].iter_mut().enumerate() {
             hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = (&mut self.names[n] as *mut SockAddr).cast();
+            hdr.msg_hdr.msg_name = names.wrapping_add(i).cast();
             hdr.msg_hdr.msg_namelen = mem::size_of::<SockAddr>() as libc::socklen_t;
-            hdr.msg_hdr.msg_iov = &mut self.iovs[n];
+            hdr.msg_hdr.msg_iov = iovs.wrapping_add(i);
             hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = self.controls[n].as_mut_ptr().cast();
+            hdr.msg_hdr.msg_control = controls.wrapping_add(i).cast();
             hdr.msg_hdr.msg_controllen = mem::size_of::<[u64; CONTROL_WORDS]>() as _;
             hdr.msg_hdr.msg_flags = 0;
-            n += 1;
         }
         if n == 0 {
             return Ok(0);
@@ -204,11 +211,19 @@ impl Mmsg {
         Ok(cvt(rc)? as usize)
     }
 
+    /// The start of the iovec, address and control arrays, for the headers to point into.
+    fn bases(&mut self) -> (*mut libc::iovec, *mut SockAddr, *mut [u64; CONTROL_WORDS]) {
+        (
+            self.iovs.as_mut_ptr(),
+            self.names.as_mut_ptr(),
+            self.controls.as_mut_ptr(),
+        )
+    }
+
     /// What message `i` of the last [`recv`](Self::recv) holds.
     pub(crate) fn received(&self, i: usize) -> Received {
         let hdr = &self.hdrs[i];
         let mut gro_size = None;
-        #[allow(clippy::unnecessary_cast)] // `socklen_t` with some libcs
         let controllen =
             (hdr.msg_hdr.msg_controllen as usize).min(mem::size_of::<[u64; CONTROL_WORDS]>());
         if controllen > 0 && !hdr.msg_hdr.msg_control.is_null() {
@@ -282,29 +297,28 @@ impl<'a> Sender<'_, 'a> {
     pub(crate) fn push_msg(&mut self, dst: SocketAddr, gso_size: u16) {
         assert!(self.has_room(0), "too many messages");
         let i = self.msgs;
-        let namelen = self.mmsg.names[i].set(dst);
+        // The pointers into our arrays are filled in by `send`.
         let mut hdr = empty_hdr();
-        hdr.msg_hdr.msg_name = (&mut self.mmsg.names[i] as *mut SockAddr).cast();
-        hdr.msg_hdr.msg_namelen = namelen;
-        hdr.msg_hdr.msg_iov = self.mmsg.iovs.as_mut_ptr().wrapping_add(self.iovs);
-        hdr.msg_hdr.msg_iovlen = 0;
+        hdr.msg_hdr.msg_namelen = self.mmsg.names[i].set(dst);
         if gso_size != 0 {
             let control = &mut self.mmsg.controls[i];
             *control = [0; CONTROL_WORDS];
-            hdr.msg_hdr.msg_control = control.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer (64 bytes)
-            // holds CMSG_SPACE(2); CMSG_FIRSTHDR of a header whose control length covers a
-            // cmsghdr returns the (aligned) buffer start, and every write stays inside it.
+            let mut layout = empty_hdr().msg_hdr;
+            layout.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer (64 bytes, 8-byte
+            // aligned) holds CMSG_SPACE(2); CMSG_FIRSTHDR of a header whose control length
+            // covers a cmsghdr returns the buffer start, and every write stays inside it.
             unsafe {
                 let space = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
                 debug_assert!(space <= mem::size_of::<[u64; CONTROL_WORDS]>());
-                hdr.msg_hdr.msg_controllen = space as _;
-                let c = libc::CMSG_FIRSTHDR(&hdr.msg_hdr);
+                layout.msg_controllen = space as _;
+                let c = libc::CMSG_FIRSTHDR(&layout);
                 (*c).cmsg_level = libc::SOL_UDP;
                 (*c).cmsg_type = libc::UDP_SEGMENT;
                 (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
                 libc::CMSG_DATA(c).cast::<u16>().write_unaligned(gso_size);
             }
+            hdr.msg_hdr.msg_controllen = layout.msg_controllen;
         }
         self.mmsg.hdrs[i] = hdr;
         self.msgs += 1;
@@ -331,9 +345,21 @@ impl<'a> Sender<'_, 'a> {
         if start >= self.msgs {
             return Ok(0);
         }
-        // SAFETY: headers `start..msgs` were written by `push_msg`: each points at its own
-        // name and control storage in `self.mmsg` and at its iovecs, which describe buffers
-        // borrowed (`'a`) for at least as long as this sender lives.
+        // Pointers into our own arrays, taken after the last write to them.
+        let (iovs, names, controls) = self.mmsg.bases();
+        let mut first_iov = 0;
+        for (i, hdr) in self.mmsg.hdrs[..self.msgs].iter_mut().enumerate() {
+            hdr.msg_hdr.msg_name = names.wrapping_add(i).cast();
+            hdr.msg_hdr.msg_iov = iovs.wrapping_add(first_iov);
+            first_iov += hdr.msg_hdr.msg_iovlen as usize;
+            if hdr.msg_hdr.msg_controllen != 0 {
+                hdr.msg_hdr.msg_control = controls.wrapping_add(i).cast();
+            }
+        }
+        // SAFETY: headers `start..msgs` were written by `push_msg` and completed above: each
+        // points at its own name and control storage in `self.mmsg` (sized as declared) and
+        // at its iovecs (within the `self.iovs` written by `push_iov`), which describe
+        // buffers borrowed (`'a`) for at least as long as this sender lives.
         let rc = unsafe {
             libc::sendmmsg(
                 fd.as_raw_fd(),
