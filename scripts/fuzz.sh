@@ -14,7 +14,7 @@
 # size, crashes) is printed and appended to fuzz/work/summary.txt.
 set -eu
 cd "$(dirname "$0")/.."
-all_targets="config quick uapi_request uapi_reply netlink wire handshake"
+all_targets="config quick uapi_request uapi_reply netlink wire handshake offload"
 
 if [ "${1:-}" = --smoke ]; then
     secs=${2:-3}

@@ -16,6 +16,10 @@
 //! TCP header length, options and acknowledgement number, contiguous sequence numbers, no
 //! SYN/RST/URG, CWR only on the first, PSH or FIN only on the last, every payload of the
 //! first one's size except a shorter last one, at most 64 KiB and [`MAX_SEGMENTS`] packets.
+//! It is stricter where Linux would lose a detail: IPv4 ids must count up and the TCP window
+//! and urgent pointer must not change, so that the kernel's segmentation of a super-packet
+//! gives back exactly the packets that went in (the unit tests and the fuzz target check
+//! that).
 //! Because the kernel computes the checksum of a super-packet afresh, the checksums of the
 //! packets joining a group are verified first (as wireguard-go does): a corrupt packet is
 //! written alone, as it came, for the kernel to drop. A packet that was verified and is written
@@ -338,7 +342,8 @@ impl Gso {
             return Err(OffloadError::Truncated);
         }
         let mss = usize::from(hdr.gso_size);
-        if mss == 0 || packet.len() > MAX_PACKET + 40 {
+        let max = if v6 { MAX_PACKET + 40 } else { MAX_PACKET };
+        if mss == 0 || packet.len() > max {
             return Err(OffloadError::Malformed);
         }
         Ok(Some(Gso {
@@ -640,25 +645,22 @@ impl Gro {
         }
         let h = &group.head[..n.hdr_len];
         let l4 = n.l4;
-        // The same flow (the hash may collide).
-        let addrs = if n.v6 { 8..40 } else { 12..20 };
-        if h[addrs.clone()] != p[addrs] || h[l4..l4 + 4] != p[l4..l4 + 4] {
-            return false;
-        }
-        // IP headers: TOS/traffic class, flow label, TTL/hop limit, DF; IPv4 IDs counting up
-        // unless DF is set.
-        if n.v6 {
-            if h[..4] != p[..4] || h[7] != p[7] {
-                return false;
-            }
+        // Every header byte that segmentation copies from the first packet must be the same,
+        // so that the kernel's segments are exactly the packets coalesced: the IP header but
+        // for its lengths, IPv4 id and checksum (the id must count up: the kernel's TSO
+        // numbers segments so); the ports; TCP's acknowledgement number, data offset,
+        // window, urgent pointer and options.
+        let same = |r: std::ops::Range<usize>| h[r.clone()] == p[r];
+        let ip_same = if n.v6 {
+            same(0..4) && same(6..40)
         } else {
-            if h[1] != p[1] || h[8] != p[8] || h[6] & 0xe0 != p[6] & 0xe0 {
-                return false;
-            }
-            let df = p[6] & 0x40 != 0;
-            if !df && be16(p, 4) != be16(h, 4).wrapping_add(group.count) {
-                return false;
-            }
+            same(0..2)
+                && same(6..10)
+                && same(12..20)
+                && be16(p, 4) == be16(h, 4).wrapping_add(group.count)
+        };
+        if !ip_same || !same(l4..l4 + 4) {
+            return false;
         }
         let payload = p.len() - n.hdr_len;
         let gso_size = usize::from(group.gso_size);
@@ -672,13 +674,16 @@ impl Gro {
             if flags & TCP_CWR != 0
                 || (flags ^ head_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) != 0
                 || be32(p, l4 + 4) != group.next_seq
-                || h[l4 + 8..l4 + 12] != p[l4 + 8..l4 + 12]
-                || h[l4 + 20..] != p[l4 + 20..n.hdr_len]
+                || !same(l4 + 8..l4 + 13)
+                || !same(l4 + 14..l4 + 16)
+                || !same(l4 + 18..n.hdr_len)
             {
                 return false;
             }
         }
-        if !checksums_valid(p, n.v6, if tcp { PROTO_TCP } else { PROTO_UDP }, l4) {
+        if (!tcp && be16(p, l4 + 6) == 0)
+            || !checksums_valid(p, n.v6, if tcp { PROTO_TCP } else { PROTO_UDP }, l4)
+        {
             return false;
         }
         let group = &mut self.groups[g];
@@ -717,10 +722,12 @@ impl Gro {
             let tcp = n.kind == Kind::Tcp;
             let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
             group.verified = checksums_valid(p, n.v6, proto, l4);
+            // A UDP datagram without a checksum (IPv4) would get one from segmentation.
+            let unsummed = !tcp && be16(p, l4 + 6) == 0;
             group.head[..n.hdr_len].copy_from_slice(&p[..n.hdr_len]);
             group.gso_size = payload as u16;
             // Only a verified packet with a payload may start a super-packet.
-            group.closed = !group.verified || payload == 0;
+            group.closed = !group.verified || payload == 0 || unsummed;
             if tcp {
                 let flags = p[l4 + 13];
                 group.next_seq = be32(p, l4 + 4).wrapping_add(payload as u32);
