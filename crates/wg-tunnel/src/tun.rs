@@ -234,6 +234,8 @@ pub struct TunRx {
     /// did not all fit the batch.
     scratch: Box<[u8]>,
     pending: Option<Pending>,
+    /// How many slots the last read filled (the segments of a super-packet, or 1).
+    last_count: usize,
     dropped: u64,
     super_packets: u64,
 }
@@ -250,6 +252,7 @@ impl TunRx {
         TunRx {
             scratch: vec![0; MAX_READ].into_boxed_slice(),
             pending: None,
+            last_count: 1,
             dropped: 0,
             super_packets: 0,
         }
@@ -275,8 +278,10 @@ impl TunRx {
     /// Reads until the batch is full or the device has nothing more (`WouldBlock` ends the
     /// call with `Ok`), putting each plain IP packet (the segments of a super-packet each in
     /// its own) in its own slot at `headroom` bytes (the caller encrypts in place: it needs
-    /// `headroom` bytes before and [`TAILROOM`] after). Segments that do not fit are kept for
-    /// the next call (see [`has_pending`](Self::has_pending)). An error other than
+    /// `headroom` bytes before and [`TAILROOM`] after). It also stops, leaving the device
+    /// readable, when fewer slots are free than the last read needed, so a super-packet is
+    /// rarely split across calls; segments that do not fit are kept for the next call (see
+    /// [`has_pending`](Self::has_pending)). An error other than
     /// `WouldBlock` is returned (packets read before it stay in the batch);
     /// [`Tun::is_gone`] tells whether it is fatal.
     ///
@@ -303,6 +308,10 @@ impl TunRx {
         loop {
             self.drain_pending(batch, headroom);
             if self.pending.is_some() || batch.is_full() {
+                return Ok(());
+            }
+            let free = batch.free_slots();
+            if free < self.last_count && free < batch.capacity() {
                 return Ok(());
             }
             if direct {
@@ -336,6 +345,7 @@ impl TunRx {
         let gso = match Gso::new(&hdr, &slot[headroom..headroom + len]) {
             Ok(Some(gso)) => gso,
             Ok(None) => {
+                self.last_count = 1;
                 match finish_plain(&hdr, &mut slot[headroom..headroom + len]) {
                     Ok(()) => batch.commit_at(headroom, len, None),
                     Err(_) => self.dropped += 1,
@@ -351,6 +361,7 @@ impl TunRx {
         // not fit waits in the scratch buffer; segment 0 last, in place.
         self.super_packets += 1;
         let count = gso.count();
+        self.last_count = count;
         let now = count.min(batch.free_slots());
         let mut slots = batch.slots_mut().skip(s0);
         let Some(src) = slots.next() else { return };
@@ -389,6 +400,7 @@ impl TunRx {
         match Gso::new(&hdr, packet) {
             Ok(Some(gso)) if headroom + gso.max_segment_len() + TAILROOM <= slot_len => {
                 self.super_packets += 1;
+                self.last_count = gso.count();
                 self.pending = Some(Pending {
                     gso,
                     next: 0,
@@ -397,6 +409,7 @@ impl TunRx {
                 });
             }
             Ok(None) if headroom + len + TAILROOM <= slot_len => {
+                self.last_count = 1;
                 if finish_plain(&hdr, packet).is_err() {
                     self.dropped += 1;
                     return;

@@ -119,6 +119,20 @@ fn test_offloads_negotiated() {
 /// bytes in MSS-sized segments with [`TunTx`]; both arrive intact. Returns how many
 /// super-packets were read and written.
 fn tcp_exchange(name: &str, wanted: Offloads, v6: bool, mss: u16) -> (u64, u64) {
+    let (read, written, _) = tcp_exchange_with(name, wanted, v6, mss, HEADROOM, SLOT_LEN);
+    (read, written)
+}
+
+/// [`tcp_exchange`] reading at `headroom` into slots of `slot_len` bytes; also says whether
+/// segments were ever left over for the next read.
+fn tcp_exchange_with(
+    name: &str,
+    wanted: Offloads,
+    v6: bool,
+    mss: u16,
+    headroom: usize,
+    slot_len: usize,
+) -> (u64, u64, bool) {
     let name = name.to_owned();
     in_netns(move || {
         let tun = device(&name, wanted);
@@ -145,7 +159,7 @@ fn tcp_exchange(name: &str, wanted: Offloads, v6: bool, mss: u16) -> (u64, u64) 
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut rx = TunRx::new();
         let mut tx = TunTx::new();
-        let mut batch = Batch::new(64, SLOT_LEN);
+        let mut batch = Batch::new(64, slot_len);
         let mut out = Batch::new(64, SLOT_LEN);
         let our_isn: u32 = 0x7fff_fff0; // wraps during the transfer
         let mut spec = Spec {
@@ -155,21 +169,31 @@ fn tcp_exchange(name: &str, wanted: Offloads, v6: bool, mss: u16) -> (u64, u64) 
             ..Spec::default()
         };
         let mut received = Vec::new();
+        let mut saw_pending = false;
         let send = |tx: &mut TunTx, out: &mut Batch, packets: &[Vec<u8>]| {
-            out.clear();
-            for p in packets {
-                let slot = out.free_slot().unwrap();
-                slot[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
-                out.commit_at(HEADROOM, p.len(), None);
+            for chunk in packets.chunks(out.capacity()) {
+                out.clear();
+                for p in chunk {
+                    let slot = out.free_slot().unwrap();
+                    slot[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+                    out.commit_at(HEADROOM, p.len(), None);
+                }
+                assert!(tx.send_batch(&tun, out).is_none());
             }
-            assert!(tx.send_batch(&tun, out).is_none());
         };
         // Handshake, then the client's data.
         let mut expected: Option<u32> = None;
         while received.len() < up.len() {
-            wait_readable(&tun, deadline);
+            if !rx.has_pending() {
+                wait_readable(&tun, deadline);
+            }
             batch.clear();
-            rx.recv_batch(&tun, &mut batch, HEADROOM).unwrap();
+            rx.recv_batch(&tun, &mut batch, headroom).unwrap();
+            saw_pending |= rx.has_pending();
+            assert!(batch
+                .entries()
+                .iter()
+                .all(|e| e.offset as usize == headroom));
             let mut ack = false;
             for (_, p) in batch.iter() {
                 if p[0] >> 4 != if v6 { 6 } else { 4 } || (v6 && p[6] != 6) || (!v6 && p[9] != 6) {
@@ -232,7 +256,7 @@ fn tcp_exchange(name: &str, wanted: Offloads, v6: bool, mss: u16) -> (u64, u64) 
         let got = client.join().unwrap();
         assert!(got == down, "the client's data differs");
         assert_eq!(rx.dropped(), 0);
-        (rx.super_packets(), tx.super_packets())
+        (rx.super_packets(), tx.super_packets(), saw_pending)
     })
 }
 
@@ -246,6 +270,20 @@ fn test_tcp_through_tun_with_tso() {
         eprintln!("v6 {v6}: {read} super-packets read, {written} written");
         assert!(read > 0, "the kernel sent no super-packet");
         assert!(written > 0, "nothing was coalesced");
+    }
+}
+
+#[test]
+fn test_tcp_through_tun_tiny_mss() {
+    if !is_root() {
+        return;
+    }
+    // A super-packet of hundreds of segments, more than the batch holds: read straight into
+    // a slot, or (small headroom, small slots) through the scratch buffer.
+    for (v6, headroom, slot_len) in [(false, 16, SLOT_LEN), (true, 4, 2048)] {
+        let (read, _, pending) =
+            tcp_exchange_with("tiny0", Offloads::ALL, v6, 100, headroom, slot_len);
+        assert!(read > 0 && pending, "{read} {pending}");
     }
 }
 
