@@ -40,6 +40,10 @@ PACKAGES=(
 	systemd:/usr/bin/systemd-analyze
 	# tests/bench_script.rs runs the benchmark's report (scripts/bench/report.py).
 	python3:/usr/bin/python3
+	# The fast-path guard (tests/tunnel/fastpath.rs): the TUN device's offloads, and system
+	# calls per MB counted by the kernel's tracepoints.
+	ethtool:/usr/sbin/ethtool
+	linux-perf:/usr/bin/perf
 )
 
 missing=()
