@@ -167,7 +167,9 @@ impl Bind {
     }
 
     /// Turns the offloads off (`false`) or back on where the kernel has them: for tests and
-    /// measurements of the plain `recvmmsg`/`sendmmsg` path.
+    /// measurements of the plain `recvmmsg`/`sendmmsg` path. Only before traffic arrives:
+    /// the kernel does not split datagrams it already coalesced when GRO goes off, and
+    /// without the control message they would read as one.
     pub fn set_offloads(&self, gso: bool, gro: bool) {
         let gso = gso && sys::udp::gso_supported(self.socket.as_fd());
         self.gso.iter().for_each(|cell| cell.set(gso));
@@ -195,7 +197,8 @@ impl Bind {
 
     /// Receives datagrams until the batch is full or the socket has nothing more, with
     /// `recvmmsg` over the batch's free slots. A slot coalescing several datagrams (GRO)
-    /// becomes one entry per datagram. Sources are canonical. Returns the error that stopped
+    /// becomes one entry per datagram; with GRO on, slots need 64 KiB (a coalesced receive
+    /// larger than its slot is dropped whole, as truncated). Sources are canonical. Returns the error that stopped
     /// it early, if it was not `WouldBlock` (ICMP errors such as `ECONNREFUSED` surface
     /// here; they are not fatal).
     pub fn recv_batch(&self, batch: &mut Batch) -> Option<io::Error> {
