@@ -22,8 +22,7 @@
 //! that).
 //! Because the kernel computes the checksum of a super-packet afresh, the checksums of the
 //! packets joining a group are verified first (as wireguard-go does): a corrupt packet is
-//! written alone, as it came, for the kernel to drop. A packet that was verified and is written
-//! alone is marked `DATA_VALID`, which spares the kernel the same work.
+//! written alone, as it came, for the kernel to drop.
 //!
 //! Checksums are summed eight bytes at a time in native byte order (one's-complement
 //! addition does not depend on the order, RFC 1071) and stored back in native order.
@@ -56,6 +55,13 @@ pub const GSO_ECN: u8 = 0x80;
 pub const MAX_PACKET: usize = 65_535;
 /// The most packets [`Gro`] puts in one super-packet.
 pub const MAX_SEGMENTS: usize = 64;
+/// The size of [`Gro`]'s flow table.
+const FLOW_SLOTS: usize = 1024;
+
+/// A flow hash's slot in [`Gro`]'s flow table (from its best-mixed, top bits).
+fn flow_slot(flow: u64) -> usize {
+    (flow >> 54) as usize % FLOW_SLOTS
+}
 /// Room for the headers of one coalesced super-packet: the virtio-net header, IPv6 (the
 /// larger) and a TCP header with the most options.
 pub const MAX_HEAD: usize = VNET_HDR_LEN + 40 + 60;
@@ -458,7 +464,7 @@ pub struct Group {
     /// How many packets.
     pub count: u16,
     kind: Kind,
-    /// Whether the packets' checksums were verified.
+    /// Whether the first packet's checksums are right.
     verified: bool,
     /// No packet may join any more.
     closed: bool,
@@ -490,6 +496,10 @@ pub struct Gro {
     groups: Vec<Group>,
     /// For each pushed packet, the next packet of its group (`u32::MAX`: none).
     next: Vec<u32>,
+    /// By flow hash, the newest group started for a flow with that hash (a flow whose
+    /// entry another flow took over starts a new group: the order within a flow holds,
+    /// since an older group is never found once a newer one exists).
+    newest: [u32; FLOW_SLOTS],
 }
 
 /// The facts about one packet [`Gro`] needs.
@@ -510,6 +520,7 @@ impl Gro {
             udp,
             groups: Vec::with_capacity(capacity),
             next: Vec::with_capacity(capacity),
+            newest: [u32::MAX; FLOW_SLOTS],
         }
     }
 
@@ -523,6 +534,7 @@ impl Gro {
     pub fn clear(&mut self) {
         self.groups.clear();
         self.next.clear();
+        self.newest.fill(u32::MAX);
     }
 
     /// The groups, in the order of their first packets.
@@ -550,15 +562,15 @@ impl Gro {
         let parsed = self.parse(packet);
         if parsed.kind != Kind::Other {
             // The flow's newest group, if the packet may join it.
-            let newest = self.groups.iter().rposition(|g| g.flow == parsed.flow);
-            if let Some(g) = newest {
-                if self.try_join(g, &parsed, packet) {
-                    let group = &mut self.groups[g];
-                    self.next[group.last as usize] = index;
-                    group.last = index;
-                    group.count += 1;
-                    return;
-                }
+            let g = self.newest[flow_slot(parsed.flow)] as usize;
+            if self.groups.get(g).is_some_and(|g| g.flow == parsed.flow)
+                && self.try_join(g, &parsed, packet)
+            {
+                let group = &mut self.groups[g];
+                self.next[group.last as usize] = index;
+                group.last = index;
+                group.count += 1;
+                return;
             }
         }
         self.start_group(index, parsed, packet);
@@ -603,7 +615,10 @@ impl Gro {
             h = (h ^ u64::from_ne_bytes(w)).wrapping_mul(0x0100_0000_01b3);
         }
         h = (h ^ u64::from(be32(p, l4))).wrapping_mul(0x0100_0000_01b3);
-        parsed.flow = h | 1;
+        // Mix the high bits down (a multiply only carries upwards); 0 means "no flow".
+        h ^= h >> 32;
+        h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        parsed.flow = (h ^ (h >> 29)) | 1;
         let kind = match proto {
             PROTO_TCP if self.tcp && eligible => Kind::Tcp,
             PROTO_UDP if self.udp && eligible => Kind::Udp,
@@ -739,6 +754,9 @@ impl Gro {
                 }
             }
         }
+        if group.flow != 0 {
+            self.newest[flow_slot(group.flow)] = self.groups.len() as u32;
+        }
         self.groups.push(group);
     }
 
@@ -750,11 +768,7 @@ impl Gro {
     /// [`payload_offset`](Self::payload_offset)).
     pub fn write_head(&self, group: &Group, out: &mut [u8]) -> (usize, usize) {
         if group.count == 1 {
-            let hdr = VnetHdr {
-                flags: if group.verified { F_DATA_VALID } else { 0 },
-                ..VnetHdr::default()
-            };
-            out[..VNET_HDR_LEN].copy_from_slice(&hdr.to_bytes());
+            out[..VNET_HDR_LEN].copy_from_slice(&VnetHdr::default().to_bytes());
             return (VNET_HDR_LEN, 0);
         }
         let l4 = usize::from(group.l4);

@@ -745,6 +745,30 @@ fn test_gro_rules() {
 }
 
 #[test]
+fn test_gro_many_interleaved_flows() {
+    // 100 flows, two segments each, round robin: each flow's pair is coalesced (unless two
+    // flows share a slot of the flow table).
+    let flows: Vec<Vec<Vec<u8>>> = (0..100)
+        .map(|i| {
+            flow(
+                &Spec {
+                    sport: 1000 + i,
+                    ..Spec::default()
+                },
+                2,
+                300,
+            )
+        })
+        .collect();
+    let packets: Vec<Vec<u8>> = (0..2)
+        .flat_map(|k| flows.iter().map(move |f| f[k].clone()))
+        .collect();
+    let sizes = group_sizes(&packets, true, false);
+    assert!(sizes.len() < 120, "{}", sizes.len());
+    coalesce(&packets, true, false);
+}
+
+#[test]
 fn test_gro_passes_other_packets_through() {
     let mut packets = flow(&Spec::default(), 2, 1000);
     // ICMP, garbage, an IPv4 fragment, a truncated TCP header.
