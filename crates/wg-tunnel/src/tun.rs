@@ -166,17 +166,21 @@ impl AsRawFd for Tun {
 /// change, so that means opening it again).
 fn open(name: &str, wanted: Offloads) -> io::Result<(File, String, Offloads)> {
     if wanted.vnet_hdr && wanted.tso {
-        let (file, actual) = sys::open_tun_with(name, true)?;
-        match negotiate(&file, wanted.uso) {
-            Ok(offloads) => {
-                debug!(&actual, "TUN offloads: {offloads:?}");
-                return Ok((file, actual, offloads));
-            }
-            Err(e) => {
-                debug!(&actual, "TUN offloads refused ({e}); plain packets");
-                // Closing deletes the interface; it is created again below.
-                drop(file);
-            }
+        // Any failure here is retried without the header: a real one (permissions, a name
+        // in use) fails again below with its own error.
+        match sys::open_tun_with(name, true) {
+            Ok((file, actual)) => match negotiate(&file, wanted.uso) {
+                Ok(offloads) => {
+                    debug!(&actual, "TUN offloads: {offloads:?}");
+                    return Ok((file, actual, offloads));
+                }
+                Err(e) => {
+                    debug!(&actual, "TUN offloads refused ({e}); plain packets");
+                    // Closing deletes the interface; it is created again below.
+                    drop(file);
+                }
+            },
+            Err(e) => debug!(name, "IFF_VNET_HDR refused ({e}); plain packets"),
         }
     }
     let (file, actual) = sys::open_tun(name)?;

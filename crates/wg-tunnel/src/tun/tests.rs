@@ -382,3 +382,50 @@ fn test_udp_through_tun() {
     assert_eq!(udp_exchange("tso1", tso_only), (0, 0));
     assert_eq!(udp_exchange("plain1", Offloads::default()), (0, 0));
 }
+
+/// An ICMP echo request from 10.0.0.2 to 10.0.0.1.
+fn echo_request(id: u16) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0];
+    icmp.extend_from_slice(&id.to_be_bytes());
+    icmp.extend_from_slice(&[0, 1]);
+    icmp.extend_from_slice(&bytes(56, 4));
+    let c = crate::offload::tests::ref_checksum(&[&icmp]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1]);
+    let c = crate::offload::tests::ref_checksum(&[&p]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+#[test]
+fn test_single_packet_send_and_recv() {
+    if !is_root() {
+        return;
+    }
+    for (name, wanted) in [("one0", Offloads::ALL), ("one1", Offloads::default())] {
+        in_netns(move || {
+            let tun = device(name, wanted);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            tun.send(&echo_request(77)).unwrap();
+            let mut buf = [0; 2000];
+            loop {
+                wait_readable(&tun, deadline);
+                let n = match tun.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("{e}"),
+                };
+                let p = &buf[..n];
+                // The echo reply (skipping IPv6 router solicitations and the like).
+                if p[0] == 0x45 && p[9] == 1 && p[20] == 0 {
+                    assert_eq!(&p[24..26], &77u16.to_be_bytes());
+                    assert_eq!(&p[16..20], &[10, 0, 0, 2]);
+                    break;
+                }
+            }
+        });
+    }
+}
