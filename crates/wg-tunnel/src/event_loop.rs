@@ -1,16 +1,21 @@
 //! The event loop: one thread, one `poll(2)` over the termination signalfd, the TUN device,
 //! the UAPI listener, the UDP socket and every UAPI connection, woken at the latest by the
-//! protocol's next deadline. This is the only code in the daemon that reads the clock.
+//! protocol's next deadline. This is the only code in the daemon that reads the clock. It
+//! owns the crypto pool ([`crate::crypto`]), whose workers it starts (after setup dropped
+//! privileges, so they inherit that) and which it joins on every batch.
 //!
-//! Data moves in [`Batch`]es (at most [`crate::batch::BATCH`] packets per source per round,
-//! so neither the TUN device nor the socket starves the other), allocated once.
+//! Data moves in [`Batch`]es (at most one batch per source per round, so neither the TUN
+//! device nor the socket starves the other), allocated once.
 //!
 //! Each round: wait; read the clock once; handle signals (exit), the deletion of the UAPI
 //! socket file (exit, as wireguard-go does through inotify), the TUN device (packets to
-//! encrypt; `POLLERR` or `EBADFD` means the interface was deleted: exit), UDP datagrams
-//! (handshake messages are queued), a budget of queued handshakes (a backlog makes the next
-//! wait zero, and its length is the tunnel's load signal), due timers; flush the tunnel's outputs; then serve UAPI connections and flush again (a
-//! `set` may start a handshake).
+//! encrypt, read at [`HEADROOM`] and sealed in place by [`Interface::send_packets`];
+//! `POLLERR` or `EBADFD` means the interface was deleted: exit; segments of a super-packet
+//! left over by a full batch make the next wait zero), UDP datagrams (opened in place by
+//! [`Interface::receive_datagrams`] and written to the TUN device; handshake messages are
+//! queued), a budget of queued handshakes (a backlog makes the next wait zero, and its
+//! length is the tunnel's load signal), due timers; flush the tunnel's outputs; then serve
+//! UAPI connections and flush again (a `set` may start a handshake).
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -87,7 +92,8 @@ pub fn run(
     let mut link_changed = true;
     loop {
         let timeout = match iface.poll_timeout() {
-            _ if backlog > 0 => 0,
+            // Handshakes wait, or segments of a TUN super-packet did not fit the last batch.
+            _ if backlog > 0 || tun_rx.has_pending() => 0,
             None => -1,
             Some(deadline) => millis_until(deadline, Instant::now()),
         };
@@ -144,7 +150,7 @@ pub fn run(
             info!(&ifname, "interface deleted, shutting down");
             return Ok(Exit::InterfaceGone);
         }
-        if fds[1].revents & libc::POLLIN != 0 {
+        if fds[1].revents & libc::POLLIN != 0 || tun_rx.has_pending() {
             tx.clear();
             let result = tun_rx.recv_batch(tun, &mut tx, HEADROOM);
             iface.send_packets(now, &mut tx, &mut pool, &mut out);
