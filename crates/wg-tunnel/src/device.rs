@@ -993,7 +993,7 @@ mod tests {
         };
         // The first packet is staged behind the handshake.
         let first = ipv4([10, 0, 0, 1], [10, 0, 0, 2], b"first");
-        send(&mut a, &mut pool, &[first.clone()]);
+        send(&mut a, &mut pool, std::slice::from_ref(&first));
         let mut got = Vec::new();
         let start = Instant::now();
         while got.is_empty() && start.elapsed() < Duration::from_secs(5) {
