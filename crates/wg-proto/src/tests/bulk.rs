@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::util::{ipv4_packet, Pair};
 use crate::messages::MessageType;
-use crate::timers::REKEY_AFTER_MESSAGES;
+use crate::timers::{REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES};
 use crate::tunnel::{Event, OpenJob, Tunnel};
 
 /// Headroom and tailroom around packets in the test buffers.
@@ -286,4 +286,16 @@ fn test_bulk_confirms_the_responders_session_and_rekeys_after_messages() {
         MessageType::classify(&queued[0]),
         Some(MessageType::HandshakeInitiation)
     );
+    // The last counter below REJECT_AFTER_MESSAGES is used; after it the keypair no longer
+    // sends and packets wait for the new session.
+    pair.a
+        .peer_mut(pair.a_peer)
+        .unwrap()
+        .current_keypair_mut()
+        .unwrap()
+        .set_send_counter(REJECT_AFTER_MESSAGES - 1);
+    let (wire, fallbacks) = bulk_seal(&mut pair.a, later, &[packet_a(6, 6), packet_a(7, 7)]);
+    assert_eq!((wire.len(), fallbacks), (1, 1));
+    assert_eq!(&wire[0][8..16], &(REJECT_AFTER_MESSAGES - 1).to_le_bytes());
+    assert_eq!(pair.a.peer(pair.a_peer).unwrap().staged_len(), 1);
 }
