@@ -1,10 +1,33 @@
-//! The UDP side: one socket that carries both IPv4 and IPv6 WireGuard datagrams, moved in
+//! The UDP side: the listen port, carrying both IPv4 and IPv6 WireGuard datagrams, moved in
 //! batches.
 //!
-//! The socket is bound to `[::]:port` without `IPV6_V6ONLY`, so IPv4 peers appear as
-//! v4-mapped addresses (`::ffff:a.b.c.d`); [`Bind`] translates them to and from plain IPv4
+//! The port is bound on `[::]` without `IPV6_V6ONLY`, so IPv4 peers appear as v4-mapped
+//! addresses (`::ffff:a.b.c.d`); [`Bind`] translates them to and from plain IPv4
 //! [`SocketAddr`]s, so the protocol core only ever sees canonical addresses. Where IPv6 is
-//! unavailable it falls back to an IPv4-only socket.
+//! unavailable it falls back to IPv4 only.
+//!
+//! Two sockets share the port, so that a flood of handshake messages cannot crowd transport
+//! data out of the kernel's receive queue (issue 10: with one socket, a flood of valid-MAC1
+//! initiations filled its queue and the tunnel lost a third of its packets). They form a
+//! `SO_REUSEPORT` group with a classic BPF program (`SO_ATTACH_REUSEPORT_CBPF`, no capability
+//! needed) that puts transport data (message type 4) in the *data socket* and everything else
+//! (handshakes, cookie replies, NAT-traversal and relay datagrams) in the *handshake
+//! socket*. [`Bind::as_raw_fd`] is an epoll descriptor readable when either is;
+//! [`Bind::recv_batch`] reads the data socket first and at most
+//! [`HANDSHAKE_READS_PER_ROUND`] datagrams of the handshake socket, so a flood costs the data
+//! path a bounded share of each round, and waits in (or is dropped from) its own queue.
+//! Everything is sent through the data socket.
+//!
+//! The first socket is bound without `SO_REUSEPORT`, exactly as a lone socket would be (a
+//! port someone else holds fails with `EADDRINUSE`, whatever options they used), and gets
+//! it only once bound, for the second socket to join. Trade-off: from then on another process
+//! **of the same user** that asks for `SO_REUSEPORT` can also bind the port (a lone socket
+//! refuses it). It receives nothing as long as our program is attached (the program only
+//! ever chooses our two sockets), but it could attach a program of its own; a process of the
+//! same user can interfere with the daemon in worse ways anyway. Another daemon, or any
+//! program binding the port without `SO_REUSEPORT`, still gets `EADDRINUSE`. Where the
+//! kernel refuses any step (no `SO_REUSEPORT` group, no BPF), the first socket stays alone,
+//! with `SO_REUSEPORT` off again: the single-socket behaviour of before.
 //!
 //! The data path goes through [`Bind::recv_batch`] and [`Bind::send_batch`]:
 //! * receive: one `recvmmsg` fills many free slots of a [`Batch`]; with UDP GRO (turned on
@@ -23,21 +46,26 @@
 //!   stays on. A full socket buffer waits once, briefly, for room.
 //!
 //! The message headers, iovecs, addresses and control buffers live in the `Bind`
-//! (`sys::udp::Mmsg`), so neither call allocates.
+//! (`sys::udp::Mmsg`), so neither call allocates. GRO is on for the data socket only: each
+//! receive of the handshake socket is one datagram, so its per-round bound counts datagrams.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::batch::Batch;
 use crate::sys;
 use crate::sys::udp::{Mmsg, MAX_MSGS, MAX_SEGMENTS};
 
-/// A bound, non-blocking UDP socket.
+/// The bound, non-blocking UDP listen port: the data socket, and the handshake socket where
+/// steering works.
 #[derive(Debug)]
 pub struct Bind {
+    /// The data socket (the only one without steering); every send goes through it.
     socket: UdpSocket,
+    /// The handshake socket and the epoll descriptor over both, where steering works.
+    steered: Option<Steered>,
     dual_stack: bool,
     port: u16,
     mark: u32,
@@ -48,6 +76,13 @@ pub struct Bind {
     /// Whether UDP GRO is on for the socket.
     gro: Cell<bool>,
     truncated: Cell<u64>,
+}
+
+/// The second socket of a steered port, and the epoll descriptor the event loop polls.
+#[derive(Debug)]
+struct Steered {
+    handshake: UdpSocket,
+    epoll: OwnedFd,
 }
 
 /// The arrays of one batched call, kept between calls.
@@ -68,6 +103,13 @@ const MAX_GSO_BYTES_V4: usize = 65_535 - 20 - 8;
 /// The same for IPv6 (the payload length field excludes the IPv6 header).
 const MAX_GSO_BYTES_V6: usize = 65_535 - 8;
 
+/// At most this many datagrams of the handshake socket are read per
+/// [`recv_batch`](Bind::recv_batch): its share of each round of the event loop, where the
+/// rest of a batch is for the data socket. Each costs the protocol core a MAC1 check, and
+/// under load a cookie reply (a few microseconds), or a Diffie-Hellman (bounded per round by
+/// the core itself).
+pub const HANDSHAKE_READS_PER_ROUND: usize = 32;
+
 /// How long a send waits, once per batch, for room in a full socket buffer.
 const SEND_WAIT_MS: libc::c_int = 1;
 
@@ -75,8 +117,13 @@ impl Bind {
     /// Binds to `port` on all addresses (`0`: a random port), with firewall mark `fwmark`
     /// (`0`: none).
     pub fn new(port: u16, fwmark: u32) -> io::Result<Bind> {
+        Bind::new_with(port, fwmark, &sys::udp::STEERING_PROGRAM)
+    }
+
+    /// [`new`](Self::new) with the given steering program (tests give a refused one).
+    fn new_with(port: u16, fwmark: u32, program: &[libc::sock_filter]) -> io::Result<Bind> {
         match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
-            Ok(socket) => Bind::from_socket(socket, true, fwmark),
+            Ok(socket) => Bind::from_socket(socket, true, fwmark, program),
             // No IPv6 in this kernel (ipv6.disable=1) or namespace.
             Err(e)
                 if matches!(
@@ -84,32 +131,53 @@ impl Bind {
                     Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
                 ) =>
             {
-                Bind::new_ipv4_only(port, fwmark)
+                Bind::new_ipv4_only_with(port, fwmark, program)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// The fallback where IPv6 does not exist: an IPv4-only socket.
+    /// The fallback where IPv6 does not exist: IPv4-only sockets.
     pub fn new_ipv4_only(port: u16, fwmark: u32) -> io::Result<Bind> {
+        Bind::new_ipv4_only_with(port, fwmark, &sys::udp::STEERING_PROGRAM)
+    }
+
+    fn new_ipv4_only_with(
+        port: u16,
+        fwmark: u32,
+        program: &[libc::sock_filter],
+    ) -> io::Result<Bind> {
         Bind::from_socket(
             UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?,
             false,
             fwmark,
+            program,
         )
     }
 
-    fn from_socket(socket: UdpSocket, dual_stack: bool, fwmark: u32) -> io::Result<Bind> {
-        socket.set_nonblocking(true)?;
-        sys::set_buffers(socket.as_fd(), SOCKET_BUFFER_BYTES);
-        if fwmark != 0 {
-            sys::set_mark(socket.as_fd(), fwmark)?;
-        }
+    /// Makes the data socket of the bound `socket`, and the handshake socket beside it where
+    /// the kernel lets us.
+    fn from_socket(
+        socket: UdpSocket,
+        dual_stack: bool,
+        fwmark: u32,
+        program: &[libc::sock_filter],
+    ) -> io::Result<Bind> {
+        prepare(&socket, fwmark)?;
+        let steered = match Bind::steer(&socket, fwmark, program) {
+            Ok(steered) => Some(steered),
+            Err(_) => {
+                // Alone after all: nobody may join the port.
+                sys::udp::set_reuseport(socket.as_fd(), false)?;
+                None
+            }
+        };
         let port = socket.local_addr()?.port();
         let gso = sys::udp::gso_supported(socket.as_fd());
         let gro = sys::udp::set_gro(socket.as_fd(), true).is_ok();
         Ok(Bind {
             socket,
+            steered,
             dual_stack,
             port,
             mark: fwmark,
@@ -121,6 +189,31 @@ impl Bind {
             gro: Cell::new(gro),
             truncated: Cell::new(0),
         })
+    }
+
+    /// Binds the handshake socket beside the bound data socket `data` and attaches the
+    /// steering `program`.
+    fn steer(data: &UdpSocket, fwmark: u32, program: &[libc::sock_filter]) -> io::Result<Steered> {
+        let addr = data.local_addr()?;
+        let v6only = match addr {
+            SocketAddr::V6(_) => {
+                sys::udp::int_option(data.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)? != 0
+            }
+            SocketAddr::V4(_) => false,
+        };
+        sys::udp::set_reuseport(data.as_fd(), true)?;
+        let handshake = sys::udp::bind_reuseport(addr, v6only)?;
+        prepare(&handshake, fwmark)?;
+        // The group is [data, handshake], in that order: the program's 0 and 1.
+        sys::udp::attach_reuseport_program(handshake.as_fd(), program)?;
+        let epoll = sys::udp::epoll_readable(&[data.as_fd(), handshake.as_fd()])?;
+        Ok(Steered { handshake, epoll })
+    }
+
+    /// Whether handshakes and other control datagrams arrive on a socket of their own (the
+    /// kernel took the steering program).
+    pub fn is_steered(&self) -> bool {
+        self.steered.is_some()
     }
 
     /// The port actually bound.
@@ -138,16 +231,33 @@ impl Bind {
         self.mark
     }
 
-    /// Sets the firewall mark (`0` clears it).
+    /// Sets the firewall mark (`0` clears it) on both sockets. A failure leaves the old mark
+    /// on both.
     pub fn set_mark(&mut self, fwmark: u32) -> io::Result<()> {
         sys::set_mark(self.socket.as_fd(), fwmark)?;
+        if let Some(steered) = &self.steered {
+            if let Err(e) = sys::set_mark(steered.handshake.as_fd(), fwmark) {
+                let _ = sys::set_mark(self.socket.as_fd(), self.mark);
+                return Err(e);
+            }
+        }
         self.mark = fwmark;
         Ok(())
     }
 
-    /// The firewall mark as the kernel reports it (`getsockopt(SO_MARK)`).
+    /// The firewall mark as the kernel reports it (`getsockopt(SO_MARK)`), for the data
+    /// socket; an error if the handshake socket's differs.
     pub fn kernel_mark(&self) -> io::Result<u32> {
-        sys::get_mark(self.socket.as_fd())
+        let mark = sys::get_mark(self.socket.as_fd())?;
+        if let Some(steered) = &self.steered {
+            let other = sys::get_mark(steered.handshake.as_fd())?;
+            if other != mark {
+                return Err(io::Error::other(format!(
+                    "handshake socket has mark {other}, data socket {mark}"
+                )));
+            }
+        }
+        Ok(mark)
     }
 
     /// Whether sends use UDP GSO for every family the socket carries (the kernel has it and
@@ -187,32 +297,70 @@ impl Bind {
         self.truncated.get()
     }
 
-    /// Receives one datagram; `WouldBlock` when none is waiting. (With GRO on, `buf` may
-    /// receive several coalesced datagrams; this is for control traffic and tests, the data
-    /// path uses [`recv_batch`](Self::recv_batch).)
+    /// Receives one datagram, from the data socket or else the handshake socket;
+    /// `WouldBlock` when none is waiting. (With GRO on, `buf` may receive several coalesced
+    /// data datagrams; this is for control traffic and tests, the data path uses
+    /// [`recv_batch`](Self::recv_batch).)
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (len, from) = self.socket.recv_from(buf)?;
+        let (len, from) = match (self.socket.recv_from(buf), &self.steered) {
+            (Err(e), Some(steered)) if e.kind() == io::ErrorKind::WouldBlock => {
+                steered.handshake.recv_from(buf)?
+            }
+            (result, _) => result?,
+        };
         Ok((len, canonical(from)))
     }
 
-    /// Receives datagrams until the batch is full or the socket has nothing more, with
-    /// `recvmmsg` over the batch's free slots. A slot coalescing several datagrams (GRO)
-    /// becomes one entry per datagram; with GRO on, slots need 64 KiB (a coalesced receive
-    /// larger than its slot is dropped whole, as truncated). Sources are canonical. Returns the error that stopped
-    /// it early, if it was not `WouldBlock` (ICMP errors such as `ECONNREFUSED` surface
-    /// here; they are not fatal).
+    /// Receives datagrams until the batch is full or the sockets have nothing more, with
+    /// `recvmmsg` over the batch's free slots: the data socket first, leaving room for
+    /// [`HANDSHAKE_READS_PER_ROUND`] slots, then at most that many datagrams of the handshake
+    /// socket, then the data socket again into what is left if it had more. A slot
+    /// coalescing several datagrams (GRO) becomes one entry per datagram; with GRO on, slots
+    /// need 64 KiB (a coalesced receive larger than its slot is dropped whole, as
+    /// truncated). Sources are canonical. Returns the error that stopped it early, if it was
+    /// not `WouldBlock` (ICMP errors such as `ECONNREFUSED` surface here; they are not
+    /// fatal).
     pub fn recv_batch(&self, batch: &mut Batch) -> Option<io::Error> {
+        let Some(steered) = &self.steered else {
+            return self
+                .recv_socket(self.socket.as_fd(), batch, usize::MAX)
+                .err();
+        };
+        let free = batch.free_slots();
+        let reserve = HANDSHAKE_READS_PER_ROUND.min(free / 2);
+        let data_more = match self.recv_socket(self.socket.as_fd(), batch, free - reserve) {
+            Ok(more) => more,
+            Err(e) => return Some(e),
+        };
+        let handshake = steered.handshake.as_fd();
+        if let Err(e) = self.recv_socket(handshake, batch, HANDSHAKE_READS_PER_ROUND) {
+            return Some(e);
+        }
+        if data_more {
+            return self
+                .recv_socket(self.socket.as_fd(), batch, usize::MAX)
+                .err();
+        }
+        None
+    }
+
+    /// Receives from `fd` into at most `limit` free slots of `batch`. Returns whether it
+    /// stopped at the limit (or a full batch) with perhaps more waiting, or the error that
+    /// stopped it, if it was not `WouldBlock`.
+    fn recv_socket(&self, fd: BorrowedFd<'_>, batch: &mut Batch, limit: usize) -> io::Result<bool> {
         let mut scratch = self.scratch.borrow_mut();
         let mmsg = &mut scratch.mmsg;
-        while !batch.is_full() {
+        let mut left = limit;
+        while !batch.is_full() && left > 0 {
             let first = batch.first_free_slot();
-            let want = batch.free_slots().min(MAX_MSGS);
-            let received = match mmsg.recv(self.socket.as_fd(), batch.free_slots_mut().take(want)) {
+            let want = batch.free_slots().min(MAX_MSGS).min(left);
+            let received = match mmsg.recv(fd, batch.free_slots_mut().take(want)) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Some(e),
+                Err(e) => return Err(e),
             };
+            left -= received;
             for i in 0..received {
                 let r = mmsg.received(i);
                 if r.truncated {
@@ -231,10 +379,10 @@ impl Bind {
             }
             if received < want {
                 // The socket had no more.
-                return None;
+                return Ok(false);
             }
         }
-        None
+        Ok(true)
     }
 
     /// Sends every entry of `batch` to its address with `sendmmsg`; runs of entries to the
@@ -372,9 +520,24 @@ fn gso_run(batch: &Batch, first: usize) -> usize {
     count
 }
 
+/// Non-blocking, with the buffers and firewall mark of the port.
+fn prepare(socket: &UdpSocket, fwmark: u32) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    sys::set_buffers(socket.as_fd(), SOCKET_BUFFER_BYTES);
+    if fwmark != 0 {
+        sys::set_mark(socket.as_fd(), fwmark)?;
+    }
+    Ok(())
+}
+
 impl AsRawFd for Bind {
+    /// What to poll for input: the epoll descriptor over both sockets where steering works,
+    /// else the socket.
     fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+        match &self.steered {
+            Some(steered) => steered.epoll.as_raw_fd(),
+            None => self.socket.as_raw_fd(),
+        }
     }
 }
 
@@ -487,11 +650,16 @@ mod tests {
         dsts
     }
 
-    /// Distinct bytes for datagram `n` of length `len`.
+    /// Distinct bytes for datagram `n` of length `len`, starting with 4 (transport data:
+    /// steered to the data socket, where GRO is).
     fn payload(n: usize, len: usize) -> Vec<u8> {
-        (0..len)
+        let mut d: Vec<u8> = (0..len)
             .map(|i| (n * 131 + i * 7 + i / 251) as u8)
-            .collect()
+            .collect();
+        if let Some(first) = d.first_mut() {
+            *first = 4;
+        }
+        d
     }
 
     /// A batch holding `datagrams` (destination, bytes), each at `offset` in its own slot.
@@ -836,5 +1004,225 @@ mod tests {
         assert!(b.recv_batch(&mut rx).is_none());
         assert!(rx.is_empty());
         assert!(b.send_batch(&rx).is_none());
+    }
+
+    /// Datagrams waiting on `socket`, read without blocking until it has none for a moment.
+    fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut idle = std::time::Instant::now();
+        while idle.elapsed().as_millis() < 200 {
+            match socket.recv_from(&mut buf) {
+                Ok((len, _)) => {
+                    got.push(buf[..len].to_vec());
+                    idle = std::time::Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    /// A datagram of WireGuard message type `kind` (the first byte), `n` in its second byte.
+    fn typed(kind: u8, n: u8, len: usize) -> Vec<u8> {
+        let mut d = vec![0u8; len];
+        d[0] = kind;
+        d[1] = n;
+        d
+    }
+
+    #[test]
+    fn test_steering_sends_data_and_the_rest_to_separate_sockets() {
+        let b = Bind::new(0, 0).unwrap();
+        assert!(b.is_steered(), "this kernel takes the steering program");
+        let steered = b.steered.as_ref().unwrap();
+        assert_eq!(b.as_raw_fd(), steered.epoll.as_raw_fd());
+        let tx4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let tx6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let mut data = Vec::new();
+        let mut other = Vec::new();
+        for n in 0..40u8 {
+            // Transport data, the three handshake messages, a NAT-traversal-like type, and
+            // a byte past WireGuard's types.
+            let kind = [4, 1, 2, 3, 0x57, 0x84, 4, 4][usize::from(n % 8)];
+            let d = typed(kind, n, 32 + usize::from(n) * 4);
+            let tx = if n % 3 == 0 && b.is_dual_stack() {
+                &tx6
+            } else {
+                &tx4
+            };
+            let ip = tx.local_addr().unwrap().ip();
+            tx.send_to(&d, (ip, b.port())).unwrap();
+            if kind == 4 { &mut data } else { &mut other }.push(d);
+        }
+        let mut got_data = drain(&b.socket);
+        let mut got_other = drain(&steered.handshake);
+        got_data.sort();
+        got_other.sort();
+        data.sort();
+        other.sort();
+        assert_eq!(got_data, data, "data socket");
+        assert_eq!(got_other, other, "handshake socket");
+        // An empty datagram has no type: it goes to the data socket (and is dropped there).
+        tx4.send_to(&[], (Ipv4Addr::LOCALHOST, b.port())).unwrap();
+        assert_eq!(drain(&b.socket), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn test_handshake_reads_bounded_per_round() {
+        let b = Bind::new(0, 0).unwrap();
+        assert!(b.is_steered());
+        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let dst = (Ipv4Addr::LOCALHOST, b.port());
+        let flood = 3 * HANDSHAKE_READS_PER_ROUND + 5;
+        for n in 0..flood {
+            tx.send_to(&typed(1, n as u8, 148), dst).unwrap();
+        }
+        for n in 0..50u8 {
+            tx.send_to(&typed(4, n, 100), dst).unwrap();
+        }
+        let (mut handshakes, mut data, mut rounds) = (0, 0, 0);
+        let start = std::time::Instant::now();
+        while handshakes < flood || data < 50 {
+            assert!(
+                start.elapsed().as_secs() < 5,
+                "{handshakes} handshakes, {data} data"
+            );
+            let mut rx = Batch::new(64, 2048);
+            assert!(b.recv_batch(&mut rx).is_none());
+            let hs = rx.iter().filter(|(_, d)| d[0] == 1).count();
+            assert!(
+                hs <= HANDSHAKE_READS_PER_ROUND,
+                "{hs} handshakes in a round"
+            );
+            if rounds == 0 {
+                // Loopback delivery is done by the time send_to returns: the first round
+                // takes all the data there is room for and a full share of handshakes.
+                assert_eq!(hs, HANDSHAKE_READS_PER_ROUND);
+                assert_eq!(rx.len(), 64, "data fills the rest of the batch");
+            }
+            handshakes += hs;
+            data += rx.len() - hs;
+            rounds += 1;
+        }
+        assert_eq!((handshakes, data), (flood, 50));
+        assert!(rounds >= 4);
+    }
+
+    #[test]
+    fn test_port_stays_exclusive() {
+        let b = Bind::new(0, 0).unwrap();
+        let port = b.port();
+        assert!(b.is_steered());
+        // Neither a plain socket nor another Bind gets the port.
+        for addr in [
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        ] {
+            let e = UdpSocket::bind(addr).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE), "{addr}");
+        }
+        let e = Bind::new(port, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        // A port someone else holds with SO_REUSEPORT is refused too: the first socket asks
+        // for it only once bound.
+        let holder = sys::udp::bind_reuseport((Ipv6Addr::UNSPECIFIED, 0).into(), false).unwrap();
+        let held = holder.local_addr().unwrap().port();
+        let e = Bind::new(held, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        // The trade-off: a socket of the same user asking for SO_REUSEPORT joins our port,
+        // but the program never gives it anything.
+        let joiner = sys::udp::bind_reuseport((Ipv6Addr::UNSPECIFIED, port).into(), false).unwrap();
+        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        for n in 0..20u8 {
+            tx.send_to(
+                &typed([1, 4][usize::from(n % 2)], n, 64),
+                (Ipv4Addr::LOCALHOST, port),
+            )
+            .unwrap();
+        }
+        assert!(drain(&joiner).is_empty(), "the joiner got datagrams");
+        let mut rx = Batch::new(64, 2048);
+        assert!(b.recv_batch(&mut rx).is_none());
+        assert_eq!(rx.len(), 20);
+    }
+
+    #[test]
+    fn test_rebind_and_marks_cover_both_sockets() {
+        let old = Bind::new(0, 0).unwrap();
+        let port = old.port();
+        drop(old);
+        // The port, released by both sockets, binds again, steered.
+        let mut b = Bind::new(port, 0).unwrap();
+        assert!(b.is_steered() && b.port() == port);
+        let handshake = |b: &Bind| sys::get_mark(b.steered.as_ref().unwrap().handshake.as_fd());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED marks: need CAP_NET_ADMIN");
+            return;
+        }
+        b.set_mark(0x51).unwrap();
+        assert_eq!(
+            (b.kernel_mark().unwrap(), handshake(&b).unwrap()),
+            (0x51, 0x51)
+        );
+        b.set_mark(0).unwrap();
+        assert_eq!((b.kernel_mark().unwrap(), handshake(&b).unwrap()), (0, 0));
+        let b = Bind::new_ipv4_only(0, 0x77).unwrap();
+        assert!(b.is_steered() && !b.is_dual_stack());
+        assert_eq!(
+            (b.kernel_mark().unwrap(), handshake(&b).unwrap()),
+            (0x77, 0x77)
+        );
+        let rcv = sys::socket_int_option(
+            b.steered.as_ref().unwrap().handshake.as_fd(),
+            libc::SO_RCVBUF,
+        )
+        .unwrap();
+        assert!(rcv >= i32::try_from(SOCKET_BUFFER_BYTES).unwrap());
+    }
+
+    #[test]
+    fn test_refused_program_leaves_one_exclusive_socket() {
+        // A jump past the end: the kernel refuses the program.
+        let bad = [libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 5,
+            jf: 5,
+            k: 4,
+        }];
+        for v4 in [false, true] {
+            let b = if v4 {
+                Bind::new_ipv4_only_with(0, 0, &bad).unwrap()
+            } else {
+                Bind::new_with(0, 0, &bad).unwrap()
+            };
+            assert!(!b.is_steered());
+            assert_eq!(b.as_raw_fd(), b.socket.as_raw_fd());
+            let reuseport =
+                sys::udp::int_option(b.socket.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT);
+            assert_eq!(reuseport.unwrap(), 0, "SO_REUSEPORT off again");
+            let family = if v4 {
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, b.port()))
+            } else {
+                SocketAddr::from((Ipv6Addr::UNSPECIFIED, b.port()))
+            };
+            let e = sys::udp::bind_reuseport(family, false).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+            // Everything arrives on the one socket.
+            let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            for n in 0..10u8 {
+                tx.send_to(
+                    &typed([1, 4][usize::from(n % 2)], n, 64),
+                    (Ipv4Addr::LOCALHOST, b.port()),
+                )
+                .unwrap();
+            }
+            let mut rx = Batch::new(64, 2048);
+            let got = recv_entries(&b, &mut rx, 10);
+            assert_eq!(got.len(), 10);
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::cvt;
 
@@ -423,6 +423,131 @@ pub(crate) fn gso_supported(fd: BorrowedFd<'_>) -> bool {
 /// Turns UDP GRO on or off for the socket; an error where the kernel lacks it (before 5.0).
 pub(crate) fn set_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     set_int_option(fd, libc::SOL_UDP, libc::UDP_GRO, libc::c_int::from(on))
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` from `<asm-generic/socket.h>` (Linux 4.5).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Classic BPF instruction codes used by the steering program.
+const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// The steering program of a two-socket `SO_REUSEPORT` group: the first payload byte (the
+/// WireGuard message type; the kernel runs the program with the UDP header pulled) equal to
+/// 4, transport data, selects socket 0 of the group, anything else socket 1. A datagram too
+/// short to have a first byte ends the program with 0 (socket 0).
+pub(crate) const STEERING_PROGRAM: [libc::sock_filter; 4] = [
+    bpf(BPF_LD_B_ABS, 0, 0, 0),
+    bpf(BPF_JEQ_K, 0, 1, 4),
+    bpf(BPF_RET_K, 0, 0, 0),
+    bpf(BPF_RET_K, 0, 0, 1),
+];
+
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Turns `SO_REUSEPORT` on or off. Set on an already bound socket, it lets sockets of the
+/// same user that ask for it at bind time join the port (the kernel makes the group then).
+pub(crate) fn set_reuseport(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    set_int_option(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEPORT,
+        libc::c_int::from(on),
+    )
+}
+
+/// A non-blocking UDP socket of `addr`'s family with `SO_REUSEPORT` (and, for IPv6,
+/// `IPV6_V6ONLY` as `v6only` says), bound to `addr`.
+pub(crate) fn bind_reuseport(addr: SocketAddr, v6only: bool) -> io::Result<std::net::UdpSocket> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_reuseport(socket.as_fd(), true)?;
+    if family == libc::AF_INET6 {
+        set_int_option(
+            socket.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            libc::c_int::from(v6only),
+        )?;
+    }
+    let mut sockaddr = SockAddr::zeroed();
+    let len = sockaddr.set(addr);
+    // SAFETY: bind reads `len` bytes of the live local `sockaddr`, which `set` filled for
+    // that length.
+    cvt(unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            &sockaddr as *const SockAddr as *const libc::sockaddr,
+            len,
+        )
+    })?;
+    Ok(std::net::UdpSocket::from(socket))
+}
+
+/// Attaches a classic BPF program choosing the socket of `fd`'s `SO_REUSEPORT` group for
+/// each datagram (the index of the socket in the group, in order of joining).
+pub(crate) fn attach_reuseport_program(
+    fd: BorrowedFd<'_>,
+    program: &[libc::sock_filter],
+) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        // The kernel only reads through this pointer (it copies the program).
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: setsockopt reads a `sock_fprog` of the given length from a live local, and
+    // `len` instructions from `filter`, which points into the live slice `program`.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// An epoll instance watching `fds` for input (level-triggered): it polls readable while any
+/// of them is. Never waited on itself; the event loop polls it like a socket.
+pub(crate) fn epoll_readable(fds: &[BorrowedFd<'_>]) -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes no pointers.
+    let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: `epoll` was just returned by epoll_create1 and is owned by nobody else.
+    let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+    for fd in fds {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd.as_raw_fd() as u64,
+        };
+        // SAFETY: epoll_ctl reads the live local `event`; both descriptors are open.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        })?;
+    }
+    Ok(epoll)
 }
 
 /// Moves the calling thread (only) into a new, empty network namespace (tests that need a
