@@ -115,8 +115,8 @@ pub struct Counters {
     pub rx_cookie_replies_sent: u64,
     /// Handshake messages dropped because [`MAX_QUEUED_HANDSHAKES`] were already waiting.
     pub rx_dropped_handshake_queue_full: u64,
-    /// Handshake messages with a valid cookie dropped by the per-source rate limit while under
-    /// load.
+    /// Handshake messages dropped by a per-source rate limit while under load: with a valid
+    /// cookie (before any DH), or without one (no cookie reply).
     pub rx_dropped_ratelimited: u64,
     /// Messages that failed to authenticate or decrypt.
     pub rx_dropped_invalid: u64,
@@ -688,6 +688,10 @@ impl Tunnel {
             Admission::Process => true,
             Admission::Drop => {
                 self.counters.rx_dropped_mac += 1;
+                false
+            }
+            Admission::RateLimited => {
+                self.counters.rx_dropped_ratelimited += 1;
                 false
             }
             Admission::ReplyWithCookie => {

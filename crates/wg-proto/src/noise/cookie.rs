@@ -20,6 +20,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::kdf::{hash, mac, xaead_open, xaead_seal, HASH_LEN, LABEL_COOKIE, LABEL_MAC1, MAC_LEN};
 use crate::messages::{CookieReply, COOKIE_LEN, COOKIE_NONCE_LEN, KEY_LEN};
+use crate::ratelimiter::Ratelimiter;
 use crate::timers::COOKIE_REFRESH_TIME;
 
 /// How long a received cookie is used for MAC2: the secret's lifetime minus a latency margin,
@@ -36,6 +37,9 @@ pub enum Admission {
     Process,
     /// We are under load and MAC2 is missing or stale: answer with a cookie reply only.
     ReplyWithCookie,
+    /// We are under load, MAC2 is missing or stale, and the source has had its share of
+    /// cookie replies ([`crate::ratelimiter`]'s rate, per source): drop the message.
+    RateLimited,
 }
 
 /// A cookie reply that could not be consumed.
@@ -85,6 +89,9 @@ pub struct CookieChecker {
     /// [`admit`](Self::admit) and [`create_reply`](Self::create_reply) want the same cookie
     /// one after the other, and each costs two BLAKE2s compressions. Cleared with `R_m`.
     last_cookie: Option<(SocketAddr, Zeroizing<[u8; COOKIE_LEN]>)>,
+    /// Cookie replies per source: a flood from a few addresses gets a few replies each, not
+    /// one per message (each costs an XChaCha20-Poly1305 seal and a send).
+    replies: Ratelimiter,
 }
 
 impl CookieChecker {
@@ -95,6 +102,7 @@ impl CookieChecker {
             cookie_key: labelled_key(LABEL_COOKIE, local),
             secret: None,
             last_cookie: None,
+            replies: Ratelimiter::new(),
         }
     }
 
@@ -104,6 +112,12 @@ impl CookieChecker {
     /// reply without computing MAC2 (a real MAC2 is all zero with probability 2^-128, and
     /// then the sender simply retries with a new cookie). This saves four BLAKE2s
     /// compressions per message of a flood whose sender has no cookie.
+    ///
+    /// Cookie replies are limited per source address like handshakes with a valid cookie (20
+    /// a second after a burst of 5; the kernel and wireguard-go answer every message): a
+    /// legitimate sender needs one per retry (every 5 seconds), a flood from a few addresses
+    /// no longer costs a seal and a send per message, so more of the port's queue is read
+    /// and a legitimate initiation is less likely to be dropped in the kernel before it.
     pub fn admit<R: rand_core::RngCore + rand_core::CryptoRng>(
         &mut self,
         now: Instant,
@@ -122,14 +136,16 @@ impl CookieChecker {
         }
         // msg.mac2 := MAC(L_m, msg_β), with L_m the cookie we would give this source now
         let (covered, mac2) = mac2_split(msg);
-        if mac2.iter().all(|&b| b == 0) {
-            return Admission::ReplyWithCookie;
+        if mac2.iter().any(|&b| b != 0) {
+            let cookie = self.cookie(now, rng, src);
+            if mac_eq(&mac(&cookie[..], &[covered]), mac2) {
+                return Admission::Process;
+            }
         }
-        let cookie = self.cookie(now, rng, src);
-        if mac_eq(&mac(&cookie[..], &[covered]), mac2) {
-            Admission::Process
-        } else {
+        if self.replies.allow(now, src.ip()) {
             Admission::ReplyWithCookie
+        } else {
+            Admission::RateLimited
         }
     }
 
@@ -456,7 +472,7 @@ mod tests {
         for i in 0..50u16 {
             // Flood messages from other sources, with zero and with random MAC2, each
             // answered with a cookie for its own source.
-            let other = SocketAddr::from(([198, 51, 100, (i % 7) as u8], 1000 + i));
+            let other = SocketAddr::from(([198, 51, 100, i as u8], 1000 + i));
             flood[132..].fill(if i % 2 == 0 { 0 } else { i as u8 });
             let admission = checker.admit(now, &mut rng, &flood, other, true);
             assert_eq!(admission, Admission::ReplyWithCookie);
@@ -486,6 +502,66 @@ mod tests {
         assert_eq!(
             checker.last_cookie.as_ref().unwrap().1,
             checker.compute_cookie(src())
+        );
+    }
+
+    #[test]
+    fn test_cookie_replies_limited_per_source() {
+        let now = crate::tests::epoch();
+        let mut rng = fixed_rng(7);
+        let mut checker = CookieChecker::new(&RESPONDER);
+        let mut msg = message(5);
+        CookieState::new(&RESPONDER).add_macs(now, &mut msg);
+        let admit = |checker: &mut CookieChecker, rng: &mut _, at, from| {
+            checker.admit(at, rng, &msg, from, true)
+        };
+        // A burst of five replies, then none until the bucket refills (20 a second).
+        for _ in 0..5 {
+            assert_eq!(
+                admit(&mut checker, &mut rng, now, src()),
+                Admission::ReplyWithCookie
+            );
+        }
+        assert_eq!(
+            admit(&mut checker, &mut rng, now, src()),
+            Admission::RateLimited
+        );
+        // The same address on another port is the same source; another address is not.
+        let port = SocketAddr::new(src().ip(), 1);
+        assert_eq!(
+            admit(&mut checker, &mut rng, now, port),
+            Admission::RateLimited
+        );
+        let other: SocketAddr = "192.0.2.2:51820".parse().unwrap();
+        assert_eq!(
+            admit(&mut checker, &mut rng, now, other),
+            Admission::ReplyWithCookie
+        );
+        let later = now + Duration::from_millis(50);
+        assert_eq!(
+            admit(&mut checker, &mut rng, later, src()),
+            Admission::ReplyWithCookie
+        );
+        assert_eq!(
+            admit(&mut checker, &mut rng, later, src()),
+            Admission::RateLimited
+        );
+        // Not under load nothing is limited, and a valid MAC2 is never held back by it.
+        assert_eq!(
+            checker.admit(later, &mut rng, &msg, src(), false),
+            Admission::Process
+        );
+        let mut state = CookieState::new(&RESPONDER);
+        state.add_macs(later, &mut msg);
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        checker.create_reply(later, &mut rng, &msg, 1, src(), &mut reply);
+        state
+            .consume_reply(later, &CookieReply::new_checked(&reply[..]).unwrap())
+            .unwrap();
+        state.add_macs(later, &mut msg);
+        assert_eq!(
+            checker.admit(later, &mut rng, &msg, src(), true),
+            Admission::Process
         );
     }
 }
