@@ -5,6 +5,7 @@
 #   scripts/dos-bench.sh [SECONDS]     # per flood mode, default 20; needs root
 #   MODES="valid random valid:20000" scripts/dos-bench.sh   # MODE[:PPS], PPS caps the flood
 #   IPERF_BITRATE=0 scripts/dos-bench.sh    # iperf3 -b: 50M by default, 0 = as fast as TCP can
+#   MODES=fresh scripts/dos-bench.sh 60     # fresh handshakes under a full-rate valid flood
 #
 # Topology, all in private namespaces (the script re-executes itself in its own mount
 # namespace with a tmpfs /run, so nothing it creates is visible on the host):
@@ -18,16 +19,21 @@
 # public key: they pass the cheap check, so wgA goes under load and must answer with cookie
 # replies instead of doing Diffie-Hellman) and `random` (random MAC1: dropped after one MAC).
 # The default MODES are a baseline without flood (`none`), both modes at full rate, then both
-# capped at 20000 datagrams/s. The transfer is paced (iperf3 -b 50M) so that the ping measures
-# the flood, not a TCP transfer filling the daemon's single UDP receive queue by itself.
+# capped at 20000 datagrams/s, then `fresh`: under a full-rate valid flood, the legitimate
+# peer is removed and added again (a new handshake from nothing, cookie round trip included)
+# as many times as fit, each time timing how long until a ping gets through (no transfer
+# then; it fails if none does). The transfer is paced (iperf3 -b 50M) so that the ping
+# measures the flood, not a TCP transfer filling the daemon's UDP receive queue by itself.
 # Printed per mode: flood rate, replies and cookie replies the flooder received, ping loss
 # (must be < 1%), whether the iperf3 transfer completed and its throughput, wgA's RSS
 # before / peak during / after, and the datagrams the kernel dropped because wgA's UDP receive
-# queue was full (RcvbufErrors in dosA: loss that happens before wg-tunnel sees a packet).
+# queue was full (RcvbufErrors in dosA: loss that happens before wg-tunnel sees a packet),
+# and the same per socket of the port (wg-tunnel holds it with a data socket and a handshake
+# socket; listed in order of creation).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-20}
-modes=${MODES:-none valid random valid:20000 random:20000}
+modes=${MODES:-none valid random valid:20000 random:20000 fresh}
 bitrate=${IPERF_BITRATE:-50M}
 
 if [[ -z ${DOS_BENCH_INNER:-} ]]; then
@@ -94,6 +100,14 @@ rss() { awk '/^VmRSS/ { print $2 }' "/proc/$tunnel_pid/status"; }
 rcvbuf_errors() {
 	$A awk '/^Udp:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col["RcvbufErrors"] }' /proc/net/snmp
 }
+# The drops counter of each socket bound to port 51820 in dosA, in order of creation (inode).
+socket_drops() {
+	$A awk '$2 ~ /:CA6C$/ { print $10, $NF }' /proc/net/udp /proc/net/udp6 | sort -n | awk '{ print $2 }' | paste -sd' '
+}
+# Per-socket differences between two socket_drops outputs.
+drops_delta() {
+	paste -d' ' <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") | awk '{ printf "%s%d", (NR > 1 ? ", " : ""), $2 - $1 }'
+}
 sources=()
 for i in $(seq 1 254); do sources+=("10.77.1.$i"); done
 
@@ -111,6 +125,36 @@ for spec in $modes; do
 	[[ $spec == *:* ]] && pps=${spec#*:}
 	before=$(rss)
 	drops_before=$(rcvbuf_errors)
+	per_socket_before=$(socket_drops)
+	if [[ $mode == fresh ]]; then
+		$B "$flood" 10.77.0.1:51820 "$pub_a" valid "$secs" "${sources[@]}" >"$tmp/flood.$run" &
+		flood_pid=$!
+		sleep 2
+		times=()
+		end=$((SECONDS + secs - 3))
+		while ((SECONDS < end)); do
+			$B "$wg" set wgB peer "$pub_a" remove
+			$B "$wg" set wgB peer "$pub_a" endpoint 10.77.0.1:51820 allowed-ips 10.88.0.1/32
+			start=$(date +%s.%N)
+			ok=no
+			while ((SECONDS < end)); do
+				if $B ping -c 1 -W 1 -q 10.88.0.1 >/dev/null 2>&1; then ok=yes; break; fi
+			done
+			took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+			# An attempt cut short by the end of the run is shown as such, not as a failure.
+			[[ $ok == yes ]] && times+=("${took}s") || times+=("(unfinished at the end: ${took}s)")
+		done
+		wait "$flood_pid" || true
+		echo "mode=fresh $(cat "$tmp/flood.$run")"
+		echo "mode=fresh handshake from nothing to first ping under the flood: ${times[*]}"
+		echo "mode=fresh wg-tunnel RSS KiB: before $before, after $(rss)"
+		echo "mode=fresh datagrams dropped at full queues: $(($(rcvbuf_errors) - drops_before)) (per socket: $(drops_delta "$per_socket_before" "$(socket_drops)"))"
+		if [[ " ${times[*]} " != *[0-9]s\ * ]]; then
+			echo "mode=fresh FAIL: no handshake completed"
+			failed=1
+		fi
+		continue
+	fi
 	pings=$((secs * 50))
 	$B ping -i 0.02 -c "$pings" -q 10.88.0.1 >"$tmp/ping.$run" 2>&1 &
 	ping_pid=$!
@@ -136,6 +180,7 @@ for spec in $modes; do
 	sleep 3
 	after=$(rss)
 	drops=$(($(rcvbuf_errors) - drops_before))
+	per_socket=$(drops_delta "$per_socket_before" "$(socket_drops)")
 	label=$mode
 	[[ $pps == 0 ]] || label="$mode(cap $pps/s)"
 	loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$tmp/ping.$run")
@@ -145,7 +190,7 @@ for spec in $modes; do
 	echo "mode=$label ping: $(grep -o '[0-9]* packets transmitted, [0-9]* received' "$tmp/ping.$run"), loss ${loss:-?}%"
 	echo "mode=$label iperf3 TCP transfer completed: $iperf_ok (${rate:-no result})"
 	echo "mode=$label wg-tunnel RSS KiB: before $before, peak during $peak, after $after"
-	echo "mode=$label datagrams dropped at wgA's full UDP receive queue: $drops"
+	echo "mode=$label datagrams dropped at wgA's full UDP receive queue: $drops (per socket: $per_socket)"
 	if [[ -z $loss ]] || awk -v l="$loss" 'BEGIN { exit !(l >= 1) }'; then
 		echo "mode=$label FAIL: ping loss not under 1%"
 		failed=1
