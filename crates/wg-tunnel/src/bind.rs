@@ -46,8 +46,10 @@
 //!   stays on. A full socket buffer waits once, briefly, for room.
 //!
 //! The message headers, iovecs, addresses and control buffers live in the `Bind`
-//! (`sys::udp::Mmsg`), so neither call allocates. GRO is on for the data socket only: each
-//! receive of the handshake socket is one datagram, so its per-round bound counts datagrams.
+//! (`sys::udp::Mmsg`), so neither call allocates. GRO is on for both sockets: the kernel
+//! decides whether to coalesce a flow from the socket it finds by hash (its GRO lookup does not
+//! run the steering program), so a data flow would lose GRO whenever its hash fell on a
+//! socket without it. A coalesced run goes where its first datagram is steered.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -103,11 +105,13 @@ const MAX_GSO_BYTES_V4: usize = 65_535 - 20 - 8;
 /// The same for IPv6 (the payload length field excludes the IPv6 header).
 const MAX_GSO_BYTES_V6: usize = 65_535 - 8;
 
-/// At most this many datagrams of the handshake socket are read per
+/// About this many datagrams of the handshake socket are read per
 /// [`recv_batch`](Bind::recv_batch): its share of each round of the event loop, where the
 /// rest of a batch is for the data socket. Each costs the protocol core a MAC1 check, and
-/// under load a cookie reply (a few microseconds), or a Diffie-Hellman (bounded per round by
-/// the core itself).
+/// under load a cookie reply (a few microseconds, limited per source), or a Diffie-Hellman
+/// (bounded per round by the core itself). The count is checked after each `recvmmsg`, whose
+/// receives may each hold up to 64 datagrams of one source where the kernel coalesced them
+/// (GRO), so a flood from one source can overshoot it within one call.
 pub const HANDSHAKE_READS_PER_ROUND: usize = 32;
 
 /// How long a send waits, once per batch, for room in a full socket buffer.
@@ -204,6 +208,9 @@ impl Bind {
         sys::udp::set_reuseport(data.as_fd(), true)?;
         let handshake = sys::udp::bind_reuseport(addr, v6only)?;
         prepare(&handshake, fwmark)?;
+        if sys::udp::set_gro(data.as_fd(), true).is_ok() {
+            sys::udp::set_gro(handshake.as_fd(), true)?;
+        }
         // The group is [data, handshake], in that order: the program's 0 and 1.
         sys::udp::attach_reuseport_program(handshake.as_fd(), program)?;
         let epoll = sys::udp::epoll_readable(&[data.as_fd(), handshake.as_fd()])?;
@@ -283,12 +290,22 @@ impl Bind {
     pub fn set_offloads(&self, gso: bool, gro: bool) {
         let gso = gso && sys::udp::gso_supported(self.socket.as_fd());
         self.gso.iter().for_each(|cell| cell.set(gso));
-        let gro = gro && sys::udp::set_gro(self.socket.as_fd(), true).is_ok();
-        if !gro {
-            // Without GRO the kernel segments anything coalesced before queueing it.
-            let _ = sys::udp::set_gro(self.socket.as_fd(), false);
+        let mut on = gro;
+        for socket in self.sockets() {
+            on = on && sys::udp::set_gro(socket.as_fd(), true).is_ok();
         }
-        self.gro.set(gro);
+        if !on {
+            // Without GRO the kernel segments anything coalesced before queueing it.
+            for socket in self.sockets() {
+                let _ = sys::udp::set_gro(socket.as_fd(), false);
+            }
+        }
+        self.gro.set(on);
+    }
+
+    /// The data socket, and the handshake socket where there is one.
+    fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        std::iter::once(&self.socket).chain(self.steered.as_ref().map(|s| &s.handshake))
     }
 
     /// How many receives were dropped because they did not fit a slot (a datagram, or a run
@@ -313,7 +330,7 @@ impl Bind {
 
     /// Receives datagrams until the batch is full or the sockets have nothing more, with
     /// `recvmmsg` over the batch's free slots: the data socket first, leaving room for
-    /// [`HANDSHAKE_READS_PER_ROUND`] slots, then at most that many datagrams of the handshake
+    /// [`HANDSHAKE_READS_PER_ROUND`] slots, then about that many datagrams of the handshake
     /// socket, then the data socket again into what is left if it had more. A slot
     /// coalescing several datagrams (GRO) becomes one entry per datagram; with GRO on, slots
     /// need 64 KiB (a coalesced receive larger than its slot is dropped whole, as
@@ -344,9 +361,9 @@ impl Bind {
         None
     }
 
-    /// Receives from `fd` into at most `limit` free slots of `batch`. Returns whether it
-    /// stopped at the limit (or a full batch) with perhaps more waiting, or the error that
-    /// stopped it, if it was not `WouldBlock`.
+    /// Receives from `fd` into at most `limit` free slots of `batch`, stopping once `limit`
+    /// entries (datagrams) are in. Returns whether it stopped at the limit (or a full batch)
+    /// with perhaps more waiting, or the error that stopped it, if it was not `WouldBlock`.
     fn recv_socket(&self, fd: BorrowedFd<'_>, batch: &mut Batch, limit: usize) -> io::Result<bool> {
         let mut scratch = self.scratch.borrow_mut();
         let mmsg = &mut scratch.mmsg;
@@ -360,7 +377,7 @@ impl Bind {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            left -= received;
+            let before = batch.len();
             for i in 0..received {
                 let r = mmsg.received(i);
                 if r.truncated {
@@ -377,6 +394,8 @@ impl Bind {
                     _ => batch.push(first + i, 0, r.len, from),
                 }
             }
+            // At least one per receive, so that truncated ones count too.
+            left = left.saturating_sub((batch.len() - before).max(received));
             if received < want {
                 // The socket had no more.
                 return Ok(false);
@@ -710,6 +729,39 @@ mod tests {
         assert!(!bind.gso() && !bind.gro());
         bind.set_offloads(true, true);
         assert!(bind.gso() && bind.gro());
+        // GRO follows on both sockets.
+        let gro_of = |bind: &Bind| -> Vec<i32> {
+            bind.sockets()
+                .map(|s| sys::udp::int_option(s.as_fd(), libc::SOL_UDP, libc::UDP_GRO).unwrap())
+                .collect()
+        };
+        assert!(bind.is_steered());
+        assert_eq!(gro_of(&bind), [1, 1]);
+        bind.set_offloads(true, false);
+        assert_eq!(gro_of(&bind), [0, 0]);
+    }
+
+    #[test]
+    fn test_coalesced_handshake_run_is_split() {
+        // A GSO run of handshake-type datagrams reaches the handshake socket coalesced (GRO
+        // on it too) and comes out as separate entries, as on the data socket.
+        let (a, b) = pair(true, true);
+        let dst = loopbacks(&a, &b)[0];
+        let sent: Vec<_> = (0..40u8)
+            .map(|n| (dst, typed(1, n, if n < 39 { 148 } else { 100 })))
+            .collect();
+        assert!(a.send_batch(&batch_of(&sent, 0)).is_none());
+        let mut rx = Batch::new(64, SLOT_LEN);
+        let got = recv_entries(&b, &mut rx, sent.len());
+        let want: Vec<_> = sent
+            .iter()
+            .map(|(d, p)| (SocketAddr::new(d.ip(), a.port()), p.clone()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(
+            rx.entries().iter().all(|e| e.slot == rx.entries()[0].slot),
+            "one receive"
+        );
     }
 
     #[test]
