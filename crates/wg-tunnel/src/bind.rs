@@ -1202,6 +1202,50 @@ mod tests {
     }
 
     #[test]
+    fn test_another_user_cannot_join_the_port() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root (to become another user)");
+            return;
+        }
+        let b = Bind::new(0, 0).unwrap();
+        assert!(b.is_steered());
+        let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, b.port()));
+        // A child process that becomes nobody asks for SO_REUSEPORT on our port: the kernel
+        // lets only the same user join a group. The child makes system calls only.
+        // SAFETY: the child calls only async-signal-safe functions (setresgid, setresuid,
+        // socket, setsockopt, bind, _exit) and never returns into Rust code.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: plain system calls on values of the child's own; _exit ends it.
+            unsafe {
+                let code = if libc::setresgid(65534, 65534, 65534) != 0
+                    || libc::setresuid(65534, 65534, 65534) != 0
+                {
+                    3
+                } else {
+                    match sys::udp::bind_reuseport(addr, false) {
+                        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => 0,
+                        Err(_) => 2,
+                        Ok(_) => 1,
+                    }
+                };
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child, writing its status to a live local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: joined, 2: other error, 3: setuid"
+        );
+    }
+
+    #[test]
     fn test_rebind_and_marks_cover_both_sockets() {
         let old = Bind::new(0, 0).unwrap();
         let port = old.port();
