@@ -13,7 +13,7 @@
 //! needed) that puts transport data (message type 4) in the *data socket* and everything else
 //! (handshakes, cookie replies, NAT-traversal and relay datagrams) in the *handshake
 //! socket*. [`Bind::as_raw_fd`] is an epoll descriptor readable when either is;
-//! [`Bind::recv_batch`] reads the data socket first and at most
+//! [`Bind::recv_batch`] reads the data socket first and about
 //! [`HANDSHAKE_READS_PER_ROUND`] datagrams of the handshake socket, so a flood costs the data
 //! path a bounded share of each round, and waits in (or is dropped from) its own queue.
 //! Everything is sent through the data socket.
@@ -22,7 +22,7 @@
 //! port someone else holds fails with `EADDRINUSE`, whatever options they used), and gets
 //! it only once bound, for the second socket to join. Trade-off: from then on another process
 //! **of the same user** that asks for `SO_REUSEPORT` can also bind the port (a lone socket
-//! refuses it). It receives nothing as long as our program is attached (the program only
+//! refuses it; the kernel refuses other users). It receives nothing as long as our program is attached (the program only
 //! ever chooses our two sockets), but it could attach a program of its own; a process of the
 //! same user can interfere with the daemon in worse ways anyway. Another daemon, or any
 //! program binding the port without `SO_REUSEPORT`, still gets `EADDRINUSE`. Where the
