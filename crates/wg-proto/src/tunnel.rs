@@ -9,7 +9,7 @@
 //! datagrams and decrypted packets are recycled, so steady-state traffic does not allocate.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -185,6 +185,33 @@ impl Outbox {
     }
 }
 
+/// The set of the peers' current endpoint addresses, rebuilt from the peers at most once per
+/// [`EndpointIps::REFRESH`] and only when asked (under a flood, by messages over their
+/// source's cookie-reply limit), so keeping it costs nothing per packet and O(peers) per
+/// second at most.
+#[derive(Debug, Default)]
+struct EndpointIps {
+    built: Option<Instant>,
+    ips: HashSet<IpAddr>,
+}
+
+impl EndpointIps {
+    const REFRESH: Duration = Duration::from_secs(1);
+
+    fn contains(&mut self, now: Instant, peers: &HashMap<PeerId, Peer>, ip: IpAddr) -> bool {
+        let stale = self.built.map_or(true, |at| {
+            now.saturating_duration_since(at) >= Self::REFRESH
+        });
+        if stale {
+            self.ips.clear();
+            self.ips
+                .extend(peers.values().filter_map(|p| p.endpoint()).map(|e| e.ip()));
+            self.built = Some(now);
+        }
+        self.ips.contains(&ip)
+    }
+}
+
 /// Maps `Instant`s to wall-clock time from one reading supplied by the caller.
 #[derive(Debug, Clone, Copy)]
 struct WallClock {
@@ -249,6 +276,8 @@ pub struct Tunnel {
     last_under_load: Option<Instant>,
     handshakes: VecDeque<(SocketAddr, Vec<u8>)>,
     ratelimiter: Ratelimiter,
+    /// The peers' endpoint addresses, exempt from the cookie-reply rate limit.
+    endpoint_ips: EndpointIps,
     mtu: Option<usize>,
     outbox: Outbox,
     events: VecDeque<Pending>,
@@ -296,6 +325,7 @@ impl Tunnel {
             last_under_load: None,
             handshakes: VecDeque::new(),
             ratelimiter: Ratelimiter::new(),
+            endpoint_ips: EndpointIps::default(),
             mtu: None,
             outbox: Outbox::default(),
             events: VecDeque::new(),
@@ -677,10 +707,19 @@ impl Tunnel {
         sender_index: u32,
         under_load: bool,
     ) -> bool {
-        match self
+        let admission = match self
             .checker
             .admit(now, &mut self.rng, datagram, from, under_load)
         {
+            // The per-source limit on cookie replies must not let an off-path attacker who
+            // spoofs a configured peer's address starve that peer of cookies (the kernel
+            // answers every message): a peer's current endpoint address is always answered.
+            Admission::RateLimited if self.endpoint_ips.contains(now, &self.peers, from.ip()) => {
+                Admission::ReplyWithCookie
+            }
+            admission => admission,
+        };
+        match admission {
             Admission::Process if under_load && !self.ratelimiter.allow(now, from.ip()) => {
                 self.counters.rx_dropped_ratelimited += 1;
                 false

@@ -117,7 +117,9 @@ impl CookieChecker {
     /// a second after a burst of 5; the kernel and wireguard-go answer every message): a
     /// legitimate sender needs one per retry (every 5 seconds), a flood from a few addresses
     /// no longer costs a seal and a send per message, so more of the port's queue is read
-    /// and a legitimate initiation is less likely to be dropped in the kernel before it.
+    /// and a legitimate initiation is less likely to be dropped in the kernel before it. The
+    /// caller may still answer an [`Admission::RateLimited`] message (the tunnel does for its
+    /// peers' endpoint addresses).
     pub fn admit<R: rand_core::RngCore + rand_core::CryptoRng>(
         &mut self,
         now: Instant,

@@ -178,3 +178,31 @@ fn test_valid_cookies_are_rate_limited_per_source() {
     pair.b.process_handshakes(later, usize::MAX);
     assert_eq!(pair.b.counters().rx_cookie_replies_sent, replies + 1);
 }
+
+#[test]
+fn test_cookie_replies_to_a_peer_endpoint_are_not_limited() {
+    let mut pair = Pair::new();
+    // B knows A's endpoint once A has sent to it.
+    pair.send_a(b"hello");
+    pair.advance();
+    pair.b.set_under_load(true);
+    let init = stranger_initiation(&pair);
+    let now = pair.now;
+    // A flood spoofing A's address (another port, as NAT may give): each message is answered,
+    // as the kernel answers every one, so the flood cannot starve A of cookies.
+    let spoofed = SocketAddr::new(pair.a_addr.ip(), 40_000);
+    let before = pair.b.counters().rx_cookie_replies_sent;
+    for _ in 0..100 {
+        pair.b.handle_incoming(now, spoofed, &init);
+    }
+    pair.b.process_handshakes(now, usize::MAX);
+    assert_eq!(pair.b.counters().rx_cookie_replies_sent, before + 100);
+    // From any other address only the burst is answered.
+    for _ in 0..100 {
+        pair.b.handle_incoming(now, source(7), &init);
+    }
+    pair.b.process_handshakes(now, usize::MAX);
+    let c = pair.b.counters();
+    assert_eq!(c.rx_cookie_replies_sent, before + 100 + 5);
+    assert_eq!(c.rx_dropped_ratelimited, 95);
+}
