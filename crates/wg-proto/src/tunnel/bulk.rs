@@ -103,9 +103,10 @@ impl OpenJob {
 }
 
 impl Tunnel {
-    /// Plans the sealing of the IP packet `buf[offset..offset + len]`: see the [module
-    /// documentation](self). The message will be `buf[offset - 16..]`, padded and with its
-    /// tag. Returns `None` when the packet was handled otherwise (staged for a handshake and
+    /// Plans the sealing of the IP packet `buf[offset..offset + len]` (the bulk send path:
+    /// plan here, seal anywhere with [`SealJob::seal`], send in plan order after the datagrams
+    /// of [`poll_transmit`](Self::poll_transmit)). The message will be `buf[offset - 16..]`,
+    /// padded and with its tag. Returns `None` when the packet was handled otherwise (staged for a handshake and
     /// perhaps sent through [`poll_transmit`](Self::poll_transmit), or dropped and counted).
     pub fn plan_seal(
         &mut self,
