@@ -221,7 +221,8 @@ impl Pool {
             }
             return;
         }
-        debug_assert_eq!(thread::current().id(), self.shared.owner.id());
+        // The pool is not `Send` (its job list holds raw pointers), so this is the thread that
+        // created it, the one the workers unpark.
         self.generation = (self.generation + 1) & 0xffff_ffff;
         let generation = self.generation;
         let shared = &*self.shared;
@@ -338,12 +339,6 @@ impl<'a> Jobs<'a> {
         self.pool.run(bytes);
     }
 }
-
-// SAFETY: the raw pointers in the job list are only dereferenced during `Jobs::run`, under
-// the borrows that `Jobs` holds; between runs they are dead values never read. The pool may
-// be moved to another thread as a whole (its owner thread handle is fixed at creation, and
-// `run` checks it in debug builds).
-unsafe impl Send for Pool {}
 
 #[cfg(test)]
 mod tests {
