@@ -1,46 +1,13 @@
 //! The UDP side of the data path allocates nothing per call once warm: `Bind::send_batch`
 //! and `Bind::recv_batch` reuse the message arrays kept in the `Bind`, with the offloads on
-//! and off. Measured with a counting global allocator (this integration-test binary only)
-//! whose counter is per thread, so parallel tests do not disturb it.
+//! and off. Measured with the counting allocator of `tests/alloc/main.rs`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
+use super::allocations;
 use wg_tunnel::batch::{Batch, SLOT_LEN};
 use wg_tunnel::bind::Bind;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// Sends 64 datagrams of 1400 bytes (and a short one) and receives them all, `rounds` times.
 fn rounds(tx: &Bind, rx: &Bind, out: &Batch, inbound: &mut Batch, rounds: usize) {

@@ -1,50 +1,18 @@
 //! The device's fast path allocates nothing per packet once warm: `Interface::send_packets`
 //! (plan, seal on the crypto pool, send) and `Interface::receive_datagrams` (receive, plan,
-//! open on the pool, complete) between two interfaces on loopback. Measured with a counting
-//! global allocator (this integration-test binary only) whose counter is per thread: the
-//! event-loop thread's; the pool's workers only run AEAD over borrowed buffers.
+//! open on the pool, complete) between two interfaces on loopback. Measured with the
+//! counting allocator of `tests/alloc/main.rs` on the event-loop thread; the pool's workers only
+//! run AEAD over borrowed buffers.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use super::allocations;
 use wg_config::key::Key as _;
 use wg_config::uapi::{Request, RequestParser};
 use wg_config::{Device, PrivateKey};
 use wg_tunnel::batch::{Batch, SLOT_LEN};
 use wg_tunnel::crypto::Pool;
 use wg_tunnel::device::{Interface, HEADROOM};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// A parsed UAPI `set` body.
 fn delta(body: &str) -> Device {
