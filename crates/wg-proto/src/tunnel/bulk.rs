@@ -103,6 +103,54 @@ impl OpenJob {
 }
 
 impl Tunnel {
+    /// [`with_peer`](Tunnel::with_peer) for the per-packet calls of the bulk path, with one
+    /// hash lookup instead of three: the timer schedule is updated through the peer already
+    /// borrowed, and settled only when its top entry is this peer's. That is enough to keep
+    /// the top exact: before the call it was some peer's real next deadline; only this
+    /// peer's timers changed, so the top can have become stale only if it is this peer's
+    /// entry (a deadline moved later or went away), and an entry pushed here is this peer's
+    /// real next deadline.
+    fn with_peer_bulk<T>(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        f: impl FnOnce(&mut crate::peer::Peer, &mut crate::peer::Ctx<'_>) -> T,
+    ) -> Option<T> {
+        let peer = self.peers.get_mut(&id)?;
+        let mut ctx = crate::peer::Ctx {
+            identity: &self.identity,
+            rng: &mut self.rng,
+            indices: &mut self.indices,
+            outbox: &mut self.outbox,
+            events: &mut self.events,
+            counters: &mut self.counters,
+            wall: self.wall.at(now),
+            mtu: self.mtu,
+        };
+        let out = f(peer, &mut ctx);
+        let next = peer.next_timeout();
+        if let Some(next) = next {
+            if peer.scheduled.map_or(true, |s| next < s) {
+                peer.scheduled = Some(next);
+                self.schedule.push(std::cmp::Reverse((next, id)));
+            }
+        }
+        let scheduled = peer.scheduled;
+        if self.schedule.len() > 2 * self.peers.len() + 64 {
+            self.reschedule(id); // rebuilds the heap from the peers
+        }
+        let stale_top = match self.schedule.peek() {
+            Some(&std::cmp::Reverse((at, top))) if top == id => {
+                scheduled != Some(at) || next != Some(at)
+            }
+            _ => false,
+        };
+        if stale_top {
+            self.settle_schedule();
+        }
+        Some(out)
+    }
+
     /// Plans the sealing of the IP packet `buf[offset..offset + len]` (the bulk send path:
     /// plan here, seal anywhere with [`SealJob::seal`], send in plan order after the datagrams
     /// of [`poll_transmit`](Self::poll_transmit)). The message will be `buf[offset - 16..]`,
@@ -132,7 +180,7 @@ impl Tunnel {
         let wire_len = TRANSPORT_HEADER_LEN + padded + TAG_LEN;
         let fits = offset >= TRANSPORT_HEADER_LEN && offset + padded + TAG_LEN <= buf.len();
         let planned = if fits {
-            self.with_peer(now, id, |peer, ctx| peer.plan_send(ctx, now, wire_len))
+            self.with_peer_bulk(now, id, |peer, ctx| peer.plan_send(ctx, now, wire_len))
                 .flatten()
         } else {
             None
@@ -204,7 +252,7 @@ impl Tunnel {
             return None;
         };
         let wire_len = TRANSPORT_HEADER_LEN + plaintext.len() + TAG_LEN;
-        let deliver = self.with_peer(now, job.peer, |peer, ctx| {
+        let deliver = self.with_peer_bulk(now, job.peer, |peer, ctx| {
             peer.complete_receive(
                 ctx,
                 now,
