@@ -372,7 +372,9 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
 /// test `B`. The input schedules A's traffic, delivers, drops, replays or mutates messages
 /// between them (fixing up MAC1 so that mutated handshake messages pass the cheap check and
 /// reach the Diffie-Hellman and AEAD work), injects initiations with arbitrary bodies and a
-/// valid MAC1, steps the clock and toggles B's under-load mode (cookie replies).
+/// valid MAC1, steps the clock and toggles B's under-load mode (cookie replies). Each
+/// operation goes through either the one-packet path or the bulk path (`plan_seal`,
+/// `plan_open`/`complete_open`).
 pub fn handshake(data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
@@ -399,12 +401,30 @@ pub fn handshake(data: &[u8]) {
     let mut under_load = false;
     for _ in 0..MAX_OPS {
         let Some(op) = input.byte() else { break };
+        // The op byte's top bit picks the bulk data path (wg-tunnel's fast path) for A's
+        // packets and B's receptions, so both paths see the same kinds of traffic.
+        let bulk = op & 0x80 != 0;
         let mut deliver_b: Option<(SocketAddr, Vec<u8>)> = None;
         match op % 9 {
             // A has a packet for B: starts a handshake or sends data.
             0 => {
                 let len = usize::from(input.byte().unwrap_or(0));
-                a.handle_outgoing(now, &ipv4([10, 0, 0, 1], [10, 0, 0, 2], input.take(len)));
+                let packet = ipv4([10, 0, 0, 1], [10, 0, 0, 2], input.take(len));
+                if bulk {
+                    // The bulk send path: plan, seal, send (staged packets come out of
+                    // poll_transmit below).
+                    let mut buf = vec![0u8; 16 + packet.len() + 64];
+                    buf[16..16 + packet.len()].copy_from_slice(&packet);
+                    if let Some(job) = a.plan_seal(now, &mut buf, 16, packet.len()) {
+                        let message = &mut buf[job.range()];
+                        job.seal(message).expect("a planned message seals");
+                        if to_b.len() < 64 {
+                            to_b.push(message.to_vec());
+                        }
+                    }
+                } else {
+                    a.handle_outgoing(now, &packet);
+                }
             }
             // Deliver the oldest message from A to B as it is.
             1 => {
@@ -474,7 +494,19 @@ pub fn handshake(data: &[u8]) {
             }
         }
         if let Some((from, m)) = deliver_b {
-            b.handle_incoming(now, from, &m);
+            if bulk {
+                // The bulk receive path: plan, open, complete.
+                if let Some(job) = b.plan_open(now, from, &m) {
+                    let mut buf = m.clone();
+                    let opened = job.open(&mut buf).ok();
+                    let plaintext = opened.map(|n| &buf[16..16 + n]);
+                    if let Some(len) = b.complete_open(now, from, &job, plaintext) {
+                        assert!(len <= opened.unwrap_or(0), "delivered beyond the plaintext");
+                    }
+                }
+            } else {
+                b.handle_incoming(now, from, &m);
+            }
             b.process_handshakes(now, usize::MAX);
             last_to_b = Some(m);
         }
