@@ -185,6 +185,15 @@ impl Outbox {
     }
 }
 
+/// A peer's timer deadlines after [`Tunnel::run_on_peer`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerDeadlines {
+    /// Its next deadline.
+    pub(crate) next: Option<Instant>,
+    /// Its earliest entry in the schedule.
+    pub(crate) scheduled: Option<Instant>,
+}
+
 /// The set of the peers' current endpoint addresses, rebuilt from the peers at most once per
 /// [`EndpointIps::REFRESH`] and only when asked (under a flood, by messages over their
 /// source's cookie-reply limit), so keeping it costs nothing per packet and O(peers) per
@@ -595,6 +604,22 @@ impl Tunnel {
         id: PeerId,
         f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> T,
     ) -> Option<T> {
+        let (out, _) = self.run_on_peer(now, id, f)?;
+        self.compact_schedule();
+        self.settle_schedule();
+        Some(out)
+    }
+
+    /// The common part of [`with_peer`](Self::with_peer) and the bulk path's variant: runs
+    /// `f` on the peer with the device context, then enters the peer's next deadline in the
+    /// schedule if it moved earlier (as [`reschedule`](Self::reschedule) does), all through one
+    /// lookup. Returns `f`'s result and the peer's deadlines after it.
+    pub(crate) fn run_on_peer<T>(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        f: impl FnOnce(&mut Peer, &mut Ctx<'_>) -> T,
+    ) -> Option<(T, PeerDeadlines)> {
         let peer = self.peers.get_mut(&id)?;
         let mut ctx = Ctx {
             identity: &self.identity,
@@ -607,9 +632,28 @@ impl Tunnel {
             mtu: self.mtu,
         };
         let out = f(peer, &mut ctx);
-        self.reschedule(id);
-        self.settle_schedule();
-        Some(out)
+        let next = peer.next_timeout();
+        Self::enter_earlier(&mut self.schedule, peer, id, next);
+        let deadlines = PeerDeadlines {
+            next,
+            scheduled: peer.scheduled,
+        };
+        Some((out, deadlines))
+    }
+
+    /// Pushes `next` as the peer's schedule entry if it is earlier than the one it has.
+    fn enter_earlier(
+        schedule: &mut BinaryHeap<Reverse<(Instant, PeerId)>>,
+        peer: &mut Peer,
+        id: PeerId,
+        next: Option<Instant>,
+    ) {
+        if let Some(next) = next {
+            if peer.scheduled.map_or(true, |s| next < s) {
+                peer.scheduled = Some(next);
+                schedule.push(Reverse((next, id)));
+            }
+        }
     }
 
     /// Keeps the timer schedule in step with a peer whose timers may have changed.
@@ -628,12 +672,13 @@ impl Tunnel {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if let Some(next) = peer.next_timeout() {
-            if peer.scheduled.map_or(true, |s| next < s) {
-                peer.scheduled = Some(next);
-                self.schedule.push(Reverse((next, id)));
-            }
-        }
+        let next = peer.next_timeout();
+        Self::enter_earlier(&mut self.schedule, peer, id, next);
+        self.compact_schedule();
+    }
+
+    /// Rebuilds the schedule from the peers when stale entries have piled up below the top.
+    pub(crate) fn compact_schedule(&mut self) {
         if self.schedule.len() > 2 * self.peers.len() + 64 {
             self.schedule = self
                 .peers

@@ -116,29 +116,8 @@ impl Tunnel {
         id: PeerId,
         f: impl FnOnce(&mut crate::peer::Peer, &mut crate::peer::Ctx<'_>) -> T,
     ) -> Option<T> {
-        let peer = self.peers.get_mut(&id)?;
-        let mut ctx = crate::peer::Ctx {
-            identity: &self.identity,
-            rng: &mut self.rng,
-            indices: &mut self.indices,
-            outbox: &mut self.outbox,
-            events: &mut self.events,
-            counters: &mut self.counters,
-            wall: self.wall.at(now),
-            mtu: self.mtu,
-        };
-        let out = f(peer, &mut ctx);
-        let next = peer.next_timeout();
-        if let Some(next) = next {
-            if peer.scheduled.map_or(true, |s| next < s) {
-                peer.scheduled = Some(next);
-                self.schedule.push(std::cmp::Reverse((next, id)));
-            }
-        }
-        let scheduled = peer.scheduled;
-        if self.schedule.len() > 2 * self.peers.len() + 64 {
-            self.reschedule(id); // rebuilds the heap from the peers
-        }
+        let (out, super::PeerDeadlines { next, scheduled }) = self.run_on_peer(now, id, f)?;
+        self.compact_schedule();
         let stale_top = match self.schedule.peek() {
             Some(&std::cmp::Reverse((at, top))) if top == id => {
                 scheduled != Some(at) || next != Some(at)
