@@ -1013,9 +1013,7 @@ mod tests {
 
     #[test]
     fn test_segments_above_the_path_mtu_go_singly() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: needs root (a network namespace)");
+        if !sys::is_root_or_skip("needs root (a network namespace)") {
             return;
         }
         // In a namespace of its own whose loopback has a small MTU, a GSO message whose
@@ -1203,9 +1201,7 @@ mod tests {
 
     #[test]
     fn test_another_user_cannot_join_the_port() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: needs root (to become another user)");
+        if !sys::is_root_or_skip("needs root (to become another user)") {
             return;
         }
         let b = Bind::new(0, 0).unwrap();
@@ -1254,9 +1250,7 @@ mod tests {
         let mut b = Bind::new(port, 0).unwrap();
         assert!(b.is_steered() && b.port() == port);
         let handshake = |b: &Bind| sys::get_mark(b.steered.as_ref().unwrap().handshake.as_fd());
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED marks: need CAP_NET_ADMIN");
+        if !sys::is_root_or_skip("marks: need CAP_NET_ADMIN") {
             return;
         }
         b.set_mark(0x51).unwrap();

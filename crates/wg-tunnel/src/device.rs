@@ -743,12 +743,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if !root {
-            eprintln!("SKIPPED: needs root (SO_MARK)");
-        }
-        root
+        crate::sys::is_root_or_skip("needs root (SO_MARK)")
     }
 
     #[test]

@@ -12,6 +12,18 @@ use std::os::unix::fs::OpenOptionsExt;
 
 pub(crate) mod udp;
 
+/// Whether the tests run as root; if not, says which test is skipped and why (tests that need
+/// root run in CI, which is root, and skip elsewhere only with this line).
+#[cfg(test)]
+pub(crate) fn is_root_or_skip(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED: {why}");
+    }
+    root
+}
+
 /// `IFNAMSIZ`: interface names are at most 15 bytes plus the terminating NUL.
 pub(crate) const IFNAMSIZ: usize = 16;
 /// `_IOW('T', 202, int)` from `<linux/if_tun.h>`.

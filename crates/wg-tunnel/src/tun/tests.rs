@@ -17,12 +17,7 @@ const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIPPED: needs root (TUN devices, network namespaces)");
-    }
-    root
+    crate::sys::is_root_or_skip("needs root (TUN devices, network namespaces)")
 }
 
 /// Runs `f` on a thread of its own in a new network namespace with `lo` up.
