@@ -26,6 +26,11 @@ network namespaces joined by veth). Environment:
   UDP_DURATION=   seconds of the iperf3 UDP test (default: DURATION)
   UDP_LEN=1400    iperf3 UDP payload bytes (-u -l UDP_LEN -b UDP_RATE)
   UDP_RATE=0      iperf3 UDP target rate (0: as fast as the sender goes; e.g. 2G)
+  UDP_WINDOW=4M   socket buffer of both iperf3 ends in the UDP test (iperf3 -w; empty: the
+                  system default, 208 KiB). 4M is net.core.rmem_max here, the most an
+                  application may ask for unprivileged. The UDP test also runs once with the
+                  default buffer, reported on its own rows: there the receiving iperf3, not
+                  the tunnel, is what drops (see README)
   MTU=1440        tunnel MTU of every implementation (1440 so that 1400-byte UDP payloads
                   travel unfragmented; the veth keeps 1500)
   PINGS=200       pings at 10 ms intervals for RTT mean and p99
@@ -33,7 +38,7 @@ network namespaces joined by veth). Environment:
   OUT=            also write the Markdown table to this file, and OUT.csv (every sample)
                   and OUT.json (the summary) next to it (default: target/bench/bench.md)
 Measures, per implementation and round: TCP Gbit/s (1 stream, 4 streams, reverse), UDP
-received kpps and loss %, ping RTT mean and p99, time from starting the daemons to the
+received kpps and loss % (with UDP_WINDOW and with the default buffer), ping RTT mean and p99, time from starting the daemons to the
 first ping reply (daemons + wg setconf + addresses + link up + handshake), daemon CPU
 (utime+stime of both daemons over the 1-stream TCP run), RSS idle (configured, before any
 traffic) and peak RSS during the TCP runs (the larger of the two daemons). Reports medians
@@ -50,8 +55,9 @@ esac
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} UDP_DURATION=${UDP_DURATION:-${DURATION:-10}}
 UDP_LEN=${UDP_LEN:-1400} UDP_RATE=${UDP_RATE:-0} MTU=${MTU:-1440} PINGS=${PINGS:-200}
+UDP_WINDOW=${UDP_WINDOW-4M}
 IMPLS=${IMPLS:-raw wg-tunnel wireguard-go boringtun}
-export ROUNDS DURATION UDP_DURATION UDP_LEN UDP_RATE MTU PINGS IMPLS
+export ROUNDS DURATION UDP_DURATION UDP_LEN UDP_RATE UDP_WINDOW MTU PINGS IMPLS
 
 if [[ -z ${WG_BENCH_INNER:-} ]]; then
 	[[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (namespaces)" >&2; exit 1; }
@@ -159,6 +165,16 @@ iperf() { # NAME ARGS...: one iperf3 client run from A, JSON to $work/NAME.json
 	wait "$client" || true
 	client=
 }
+udp_test() { # METRIC [IPERF3 ARGS...]: one UDP run, recorded as METRIC_kpps and METRIC_loss_pct
+	local metric=$1 v
+	shift
+	iperf "$metric" -t "$UDP_DURATION" -u -l "$UDP_LEN" -b "$UDP_RATE" "$@"
+	v=$(jq -r '.end.sum | select(.packets > 0) | "\((.packets - .lost_packets) / .seconds / 1000) \(.lost_percent)"' "$work/$metric.json" 2>/dev/null || true)
+	if [[ -n $v ]]; then
+		record "${metric}_kpps" "${v% *}"
+		record "${metric}_loss_pct" "${v#* }"
+	fi
+}
 tcp_gbps() { jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$work/$1.json" 2>/dev/null || true; }
 
 run_one() {
@@ -238,12 +254,8 @@ run_one() {
 		v=$(tcp_gbps $t)
 		if [[ -n $v ]]; then record "${t}_gbps" "$v"; fi
 	done
-	iperf udp -t "$UDP_DURATION" -u -l "$UDP_LEN" -b "$UDP_RATE"
-	v=$(jq -r '.end.sum | select(.packets > 0) | "\((.packets - .lost_packets) / .seconds / 1000) \(.lost_percent)"' "$work/udp.json" 2>/dev/null || true)
-	if [[ -n $v ]]; then
-		record udp_kpps "${v% *}"
-		record udp_loss_pct "${v#* }"
-	fi
+	udp_test udp ${UDP_WINDOW:+-w "$UDP_WINDOW"}
+	[[ -z $UDP_WINDOW ]] || udp_test udp_defbuf
 
 	if [[ -n $pa ]]; then
 		kill "$pa" "$pb" 2>/dev/null || true
@@ -271,6 +283,6 @@ cp "$csv" "${OUT%.md}.csv"
 machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), Linux $(uname -r)"
 python3 "$WG_BENCH_REPORT" "${OUT%.md}.csv" "${OUT%.md}.json" \
 	--date "$started" --machine "$machine" --load "$load_start -> $load_end" \
-	--settings "ROUNDS=$ROUNDS DURATION=$DURATION UDP_DURATION=$UDP_DURATION UDP_LEN=$UDP_LEN UDP_RATE=$UDP_RATE MTU=$MTU PINGS=$PINGS" |
+	--settings "ROUNDS=$ROUNDS DURATION=$DURATION UDP_DURATION=$UDP_DURATION UDP_LEN=$UDP_LEN UDP_RATE=$UDP_RATE UDP_WINDOW=$UDP_WINDOW MTU=$MTU PINGS=$PINGS" |
 	tee "$OUT"
 echo "written: $OUT ${OUT%.md}.csv ${OUT%.md}.json" >&2
