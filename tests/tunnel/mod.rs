@@ -23,6 +23,9 @@
 //! * `fastpath`: the fast path is taken: TSO/USO/checksum offloads on the TUN device
 //!   (`ethtool -k`), and under 250 system calls per MB moved per daemon (`perf stat`).
 //! * `lifecycle`: `ip link del`, SIGTERM, socket deletion, daemonising; no process left.
+//! * `gso_fallback`: a path narrower than wg0's datagrams makes the kernel refuse every UDP GSO
+//!   message (`EMSGSIZE`); the daemons resend singly: pings and 20 MB each way per underlay
+//!   family arrive, the refusals and resends counted by `perf stat`.
 //! * `mangled`: through a seeded proxy that reorders, delays, duplicates and replays (never
 //!   alters): pings, odd-sized datagrams exactly once, 20 MB each way at odd MSSes.
 //! * `privileges`: after setup only `CAP_NET_ADMIN` and `CAP_NET_BIND_SERVICE` are left, in
@@ -33,6 +36,7 @@
 
 mod allowed_ips;
 mod fastpath;
+mod gso_fallback;
 mod keys;
 mod lifecycle;
 mod mangled;
