@@ -31,6 +31,9 @@
 //! * `privileges`: after setup only `CAP_NET_ADMIN` and `CAP_NET_BIND_SERVICE` are left, in
 //!   every thread; ports below 1024, fwmark and traffic still work; started with less, it
 //!   keeps what it has.
+//! * `transfer`: `wg show` rx/tx byte counters after a handshake and known pings, exact, the
+//!   same for every pair of wg-tunnel and wireguard-go; a spoofed inner source is not counted
+//!   (the kernel's rule; wireguard-go counts it).
 //! * `uapi`: `setconf`/`showconf` against wireguard-go's; bad UAPI input (errno replies or a
 //!   closed connection, the daemon keeps serving, the state is unchanged).
 
@@ -43,6 +46,7 @@ mod mangled;
 mod pairs;
 mod privileges;
 mod roaming;
+mod transfer;
 mod uapi;
 
 use std::path::PathBuf;

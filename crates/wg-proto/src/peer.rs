@@ -250,11 +250,17 @@ impl Peer {
             keypair.invalidate_sending();
         }
     }
-    /// Bytes of WireGuard datagrams received from the peer that authenticated.
+    /// Bytes received from the peer, counted as the kernel does (whole UDP payloads): each
+    /// handshake initiation and response it consumed, each keepalive, and each data message
+    /// whose packet passed the inner checks (well-formed, source in the peer's allowed IPs).
+    /// Cookie replies, and messages that fail authentication or a replay check, are not
+    /// counted.
     pub fn rx_bytes(&self) -> u64 {
         self.rx_bytes
     }
-    /// Bytes of WireGuard datagrams sent to the peer.
+    /// Bytes sent to the peer (whole UDP payloads): initiations, responses, keepalives and
+    /// data messages handed out for sending; not cookie replies, which go to an address,
+    /// not a peer.
     pub fn tx_bytes(&self) -> u64 {
         self.tx_bytes
     }
@@ -556,6 +562,9 @@ impl Peer {
         self.timestamps.accept(stamp);
         self.last_initiation_consumed = Some(now);
         self.endpoint = Some(from);
+        // A consumed initiation is counted, whether or not a response can be made (as both
+        // references do).
+        self.rx_bytes += HANDSHAKE_INITIATION_LEN as u64;
         // One handshake per peer: answering abandons our own initiation in flight.
         if let Some(old) = self.handshake.take() {
             ctx.release_index(old.sender_index());
@@ -693,7 +702,11 @@ impl Peer {
             return Received::Nothing;
         }
         let wire_len = msg.encrypted_packet().len() + crate::messages::TRANSPORT_HEADER_LEN;
-        self.authenticated(ctx, now, from, slot, wire_len, buf.is_empty());
+        // A data message's bytes are counted by the tunnel once its packet passed the inner
+        // checks (`count_received`); a keepalive's here.
+        let keepalive = buf.is_empty();
+        let counted = if keepalive { wire_len } else { 0 };
+        self.authenticated(ctx, now, from, slot, counted, keepalive);
         if buf.is_empty() {
             ctx.outbox.recycle(buf);
             return Received::Nothing;
@@ -724,8 +737,10 @@ impl Peer {
 
     /// The bulk receive path, after a message authenticated: records its counter (the
     /// authoritative replay check, in batch order) and does what [`handle_data`] does after
-    /// decryption. `wire_len` is the datagram's length. Returns whether the plaintext is a
-    /// packet to deliver (`false`: a keepalive, or dropped and counted).
+    /// decryption. `counted` is how many bytes to add to the received count if the message
+    /// is accepted: the datagram's length for a keepalive or a packet that will be delivered,
+    /// 0 for a packet the inner checks drop. Returns whether the plaintext is a packet to
+    /// deliver (`false`: a keepalive, or dropped and counted).
     ///
     /// [`handle_data`]: Self::handle_data
     #[allow(clippy::too_many_arguments)]
@@ -736,7 +751,7 @@ impl Peer {
         from: SocketAddr,
         index: u32,
         counter: u64,
-        wire_len: usize,
+        counted: usize,
         keepalive: bool,
     ) -> bool {
         // The keypair may have gone since planning (an earlier message of the batch confirmed
@@ -750,24 +765,31 @@ impl Peer {
             ctx.counters.rx_dropped_replay += 1;
             return false;
         }
-        self.authenticated(ctx, now, from, slot, wire_len, keepalive);
+        self.authenticated(ctx, now, from, slot, counted, keepalive);
         !keepalive
     }
 
-    /// Everything that follows an authenticated transport message of `wire_len` bytes from
-    /// `from`, received on the keypair in `slot`: roaming, statistics, session confirmation,
-    /// the receive side of keep_key_fresh, and timers.
+    /// Adds `bytes` to the received count: a data message whose packet passed the inner
+    /// checks and is delivered. The kernel counts a transport message only then (or when it
+    /// is a keepalive); wireguard-go counts every authenticated one.
+    pub(crate) fn count_received(&mut self, bytes: usize) {
+        self.rx_bytes += bytes as u64;
+    }
+
+    /// Everything that follows an authenticated transport message from `from`, received on
+    /// the keypair in `slot`: roaming, statistics (`counted` bytes received), session
+    /// confirmation, the receive side of keep_key_fresh, and timers.
     fn authenticated(
         &mut self,
         ctx: &mut Ctx<'_>,
         now: Instant,
         from: SocketAddr,
         slot: Slot,
-        wire_len: usize,
+        counted: usize,
         keepalive: bool,
     ) {
         self.endpoint = Some(from);
-        self.rx_bytes += wire_len as u64;
+        self.rx_bytes += counted as u64;
         if slot == Slot::Next {
             // The initiator confirmed the responder's new keypair: rotate it in.
             let next = self.next.take();

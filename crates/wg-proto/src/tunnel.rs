@@ -894,6 +894,10 @@ impl Tunnel {
             self.outbox.recycle(packet);
             return;
         };
+        // Received bytes of a data message count once its packet passed the inner checks.
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.count_received(datagram.len());
+        }
         packet.truncate(len);
         self.events.push_back(Pending::Deliver(id, packet));
     }
@@ -902,15 +906,34 @@ impl Tunnel {
     /// inner header, if the packet is well-formed and its source is routed to that peer
     /// (cryptokey routing, §2); otherwise counted as dropped.
     fn check_inner(&mut self, id: PeerId, packet: &[u8]) -> Option<usize> {
-        let Some((len, src, _)) = parse_inner(packet) else {
-            self.counters.rx_dropped_inner_malformed += 1;
-            return None;
-        };
+        let verdict = self.inspect_inner(id, packet);
+        self.count_inner(verdict)
+    }
+
+    /// [`check_inner`](Self::check_inner) without counting a drop: the packet's length
+    /// without padding, or why it is dropped.
+    fn inspect_inner(&self, id: PeerId, packet: &[u8]) -> Result<usize, InnerDrop> {
+        let (len, src, _) = parse_inner(packet).ok_or(InnerDrop::Malformed)?;
         if self.allowed_ips.lookup(src) != Some(id) {
-            self.counters.rx_dropped_source += 1;
-            return None;
+            return Err(InnerDrop::Source);
         }
-        Some(len)
+        Ok(len)
+    }
+
+    /// Counts the drop of an [`inspect_inner`](Self::inspect_inner) verdict; the length to
+    /// deliver otherwise.
+    fn count_inner(&mut self, verdict: Result<usize, InnerDrop>) -> Option<usize> {
+        match verdict {
+            Ok(len) => Some(len),
+            Err(InnerDrop::Malformed) => {
+                self.counters.rx_dropped_inner_malformed += 1;
+                None
+            }
+            Err(InnerDrop::Source) => {
+                self.counters.rx_dropped_source += 1;
+                None
+            }
+        }
     }
 
     /// Processes one IP packet read from the TUN device: routes it by destination to a peer
@@ -998,6 +1021,15 @@ impl Tunnel {
 
 /// The total length, source and destination of an IPv4 or IPv6 packet, if its header is
 /// well-formed and its length field fits the buffer.
+/// Why a decrypted packet is not delivered.
+#[derive(Debug, Clone, Copy)]
+enum InnerDrop {
+    /// Neither a well-formed IPv4 nor IPv6 packet.
+    Malformed,
+    /// Its source is not in the sending peer's allowed IPs.
+    Source,
+}
+
 fn parse_inner(packet: &[u8]) -> Option<(usize, IpAddr, IpAddr)> {
     match packet.first()? >> 4 {
         4 if packet.len() >= 20 => {

@@ -9,6 +9,7 @@ mod bulk;
 mod config;
 mod load;
 mod schedule;
+mod transfer;
 mod tunnel;
 mod util;
 mod zeroize;

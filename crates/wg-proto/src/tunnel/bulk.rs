@@ -15,10 +15,11 @@
 //!   returns an [`OpenJob`]; any other WireGuard message goes to
 //!   [`Tunnel::handle_incoming`]. After decryption, [`Tunnel::complete_open`], called in
 //!   batch order, makes the authoritative replay check (a duplicate within one batch is
-//!   dropped here), confirms sessions, roams the endpoint, runs timers, counts bytes, checks
-//!   the inner packet's source against the allowed IPs and returns the packet's length
-//!   without padding. The plaintext lies [`TRANSPORT_HEADER_LEN`] bytes after the datagram's
-//!   start, so that much headroom is free before a delivered packet.
+//!   dropped here), confirms sessions, roams the endpoint, runs timers, checks the inner
+//!   packet's source against the allowed IPs, counts bytes (a keepalive's, or a packet's that
+//!   passed that check, as the kernel does) and returns the packet's length without padding.
+//!   The plaintext lies [`TRANSPORT_HEADER_LEN`] bytes after the datagram's start, so that
+//!   much headroom is free before a delivered packet.
 //!
 //! The jobs' crypto is [`SealJob::seal`] / [`OpenJob::open`], pure functions of the job and
 //! the buffer, safe to run on any thread. Statistics and timers are the same as the one-packet
@@ -231,16 +232,18 @@ impl Tunnel {
             return None;
         };
         let wire_len = TRANSPORT_HEADER_LEN + plaintext.len() + TAG_LEN;
+        let keepalive = plaintext.is_empty();
+        // The inner checks read only the packet and the allowed IPs, so their verdict is
+        // known before the peer's call, which counts the bytes of a keepalive or of a packet
+        // to deliver (as the one-packet path does); a drop is counted after the replay check.
+        let verdict = if keepalive {
+            Ok(0)
+        } else {
+            self.inspect_inner(job.peer, plaintext)
+        };
+        let counted = if verdict.is_ok() { wire_len } else { 0 };
         let deliver = self.with_peer_bulk(now, job.peer, |peer, ctx| {
-            peer.complete_receive(
-                ctx,
-                now,
-                from,
-                job.index,
-                job.counter,
-                wire_len,
-                plaintext.is_empty(),
-            )
+            peer.complete_receive(ctx, now, from, job.index, job.counter, counted, keepalive)
         });
         match deliver {
             None => {
@@ -251,6 +254,6 @@ impl Tunnel {
             Some(false) => return None,
             Some(true) => {}
         }
-        self.check_inner(job.peer, plaintext)
+        self.count_inner(verdict)
     }
 }
