@@ -1019,8 +1019,6 @@ impl Tunnel {
     }
 }
 
-/// The total length, source and destination of an IPv4 or IPv6 packet, if its header is
-/// well-formed and its length field fits the buffer.
 /// Why a decrypted packet is not delivered.
 #[derive(Debug, Clone, Copy)]
 enum InnerDrop {
@@ -1030,6 +1028,8 @@ enum InnerDrop {
     Source,
 }
 
+/// The total length, source and destination of an IPv4 or IPv6 packet, if its header is
+/// well-formed and its length field fits the buffer.
 fn parse_inner(packet: &[u8]) -> Option<(usize, IpAddr, IpAddr)> {
     match packet.first()? >> 4 {
         4 if packet.len() >= 20 => {
