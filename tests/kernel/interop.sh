@@ -1,6 +1,6 @@
 # Guest section (see prelude.sh): kernel WireGuard against our wg-tunnel on the wire.
 # Sourced with INITIATOR (kernel|tunnel), OUTER (4|6) and N (a small number naming the
-# namespaces k$N and t$N and the addresses) set by the host.
+# namespaces k$N and t$N and the addresses) set by the host; udp.pl is in the payload too.
 #
 #   ns k$N                                         ns t$N
 #   wgk$N (kernel) 10.24$N.0.1  <== WireGuard ==>  wgt$N (/ours/wg-tunnel) 10.24$N.0.2
@@ -8,7 +8,11 @@
 #
 # Only the initiator knows its peer's endpoint, so the responder's `wg show … endpoints`
 # naming the initiator's address proves who started the handshake. Then pings both ways
-# (v4 and v6 inside), and a TCP transfer each way through the tunnel, checked with sha256sum.
+# (v4 and v6 inside), a TCP transfer each way through the tunnel, checked with sha256sum, and
+# a burst of UDP datagrams each way over v4 and v6 inside, each checked whole (udp.pl).
+# wg-tunnel logs at debug level into $D/wg-tunnel.log: the host checks the TUN offloads it
+# negotiated with this kernel (the kernel's release is in the section log).
+echo "kernel $(uname -r)"
 k=k$N t=t$N
 kin=10.24$N.0.1 tin=10.24$N.0.2
 kin6=fd24:$N::1 tin6=fd24:$N::2
@@ -49,8 +53,9 @@ must ip -n "$k" addr add "$kin/24" dev "wgk$N"
 must ip -n "$k" addr add "$kin6/64" dev "wgk$N" nodad
 must ip -n "$k" link set "wgk$N" up
 
-# Userspace side: our wg-tunnel (daemonises once its TUN device and UAPI socket exist).
-must tx /ours/wg-tunnel "wgt$N"
+# Userspace side: our wg-tunnel (daemonises once its TUN device and UAPI socket exist; with
+# LOG_LEVEL set, the daemon keeps its stderr).
+must tx env LOG_LEVEL=debug /ours/wg-tunnel "wgt$N" 2>"$D/wg-tunnel.log"
 must test -S "/var/run/wireguard/wgt$N.sock"
 # shellcheck disable=SC2086
 must tx wg set "wgt$N" private-key "/tmp/$t.key" listen-port 51821 \
@@ -110,8 +115,48 @@ transfer() { # $1 = receiving side (kx|tx), $2 = sending side, $3 = receiver's i
 transfer tx kx "$tin"
 transfer kx tx "$kin"
 
+# UDP through the tunnel, each way, v4 and v6 inside: a burst of datagrams of several sizes up
+# to the largest that fits the tunnel MTU (and one sent as fragments), each checked whole.
+mtu=$(kx cat "/sys/class/net/wgk$N/mtu")
+tmtu=$(tx cat "/sys/class/net/wgt$N/mtu")
+[ "$tmtu" -lt "$mtu" ] && mtu=$tmtu
+# udp RECEIVER SENDER ADDR MAX: sides as for transfer; MAX = the largest payload that fits.
+udp() {
+	: >"/tmp/udp$N"
+	$1 /ours/perl ./udp.pl recv "$3" 7001 "$4" >"/tmp/udp$N" 2>&1 &
+	receiver=$!
+	i=0
+	until grep -q '^bound' "/tmp/udp$N"; do
+		i=$((i + 1))
+		[ $i -lt 300 ] && kill -0 "$receiver" 2>/dev/null || {
+			echo "FAILED: no UDP receiver on $3: $(cat "/tmp/udp$N")"
+			exit 1
+		}
+		sleep 0.1
+	done
+	must $2 /ours/perl ./udp.pl send "$3" 7001 "$4"
+	wait "$receiver"
+	status=$?
+	echo "udp to $3: $(grep -v '^bound' "/tmp/udp$N")"
+	[ "$status" = 0 ] || exit 1
+}
+udp tx kx "$tin" $((mtu - 28))
+udp kx tx "$kin" $((mtu - 28))
+udp tx kx "$tin6" $((mtu - 48))
+udp kx tx "$kin6" $((mtu - 48))
+
 kx wg show
 tx wg show
+# Deleting the interface ends the daemon, which removes its UAPI socket on the way out.
 must ip -n "$t" link del "wgt$N"
+i=0
+while [ -S "/var/run/wireguard/wgt$N.sock" ]; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || {
+		echo "FAILED: wg-tunnel still running 30 s after its interface was deleted"
+		exit 1
+	}
+	sleep 0.1
+done
 must ip netns del "$t"
 must ip netns del "$k"

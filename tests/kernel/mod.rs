@@ -14,7 +14,8 @@
 //! * [`changes`]: `set`, `setconf`, `addconf`, `syncconf` through ours and through the reference
 //!   give the same kernel state, including changes that need many netlink messages.
 //! * [`netns`]: the configuration checks of the kernel's self-test `netns.sh`, with our `wg`.
-//! * [`interop`]: kernel WireGuard and our `wg-tunnel` on the wire, each side initiating.
+//! * [`interop`]: kernel WireGuard and our `wg-tunnel` on the wire, each side initiating: pings,
+//!   TCP, UDP bursts; on this kernel (no TUN USO) `wg-tunnel` must fall back to TSO alone.
 //! * [`quick`]: our `wg-quick` and the reference's on the kernel path (state, trace, rollback).
 //!
 //! There is one `#[test]`, [`kernel_wireguard_in_a_vm`], which boots the VM and then runs every

@@ -199,6 +199,8 @@ fn boot() -> Result<VmRun, String> {
     // Our wg-quick, and bash for hooks and for the reference wg-quick (the `quick` section).
     command.arg("--bin").arg(cargo_bin("wg-quick"));
     command.arg("--bin").arg("/bin/bash");
+    // perl (no modules: its builtins only) for the UDP bursts of the `interop` sections.
+    command.arg("--bin").arg("/usr/bin/perl");
     let status = command
         .arg("--payload")
         .arg(&payload_dir)
