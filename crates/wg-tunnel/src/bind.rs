@@ -39,7 +39,8 @@
 //!   and length (the last may be shorter) goes as one UDP GSO message (`UDP_SEGMENT`, one
 //!   iovec per entry, at most 64 segments and 64 KiB), which the kernel (or the NIC) cuts
 //!   into datagrams. A kernel without GSO is found out when the socket is made. A refused
-//!   message goes again as single datagrams, so nothing is lost: when the refusal is the
+//!   message goes again as single datagrams (in one more `sendmmsg`, not one call per
+//!   datagram), so nothing is lost: when the refusal is the
 //!   offload's own (`EIO`/`EINVAL`, for instance a device without checksum offload on older
 //!   kernels) GSO is turned off for that address family of the socket; when the segments
 //!   are larger than the path MTU (`EMSGSIZE`; the single datagrams are fragmented) it
@@ -93,6 +94,9 @@ struct Scratch {
     mmsg: Mmsg,
     /// For each message of a send: its first entry and how many entries it carries.
     runs: Box<[(usize, usize)]>,
+    /// For resending a refused GSO message as single datagrams in one `sendmmsg`; made the
+    /// first time the kernel refuses one.
+    singles: Option<Mmsg>,
 }
 
 /// The receive and send buffer asked for (wireguard-go's size): a burst, or a handshake flood,
@@ -188,6 +192,7 @@ impl Bind {
             scratch: RefCell::new(Scratch {
                 mmsg: Mmsg::new(),
                 runs: vec![(0, 0); MAX_MSGS].into_boxed_slice(),
+                singles: None,
             }),
             gso: [Cell::new(gso), Cell::new(gso)],
             gro: Cell::new(gro),
@@ -410,7 +415,11 @@ impl Bind {
     pub fn send_batch(&self, batch: &Batch) -> Option<(SocketAddr, io::Error)> {
         let entries = batch.entries();
         let mut scratch = self.scratch.borrow_mut();
-        let Scratch { mmsg, runs } = &mut *scratch;
+        let Scratch {
+            mmsg,
+            runs,
+            singles,
+        } = &mut *scratch;
         let mut failed = None;
         let mut waited = false;
         let mut next = 0;
@@ -471,10 +480,10 @@ impl Bind {
                         if code != libc::EMSGSIZE {
                             self.gso_for(dst).set(false);
                         }
-                        for i in first..first + count {
-                            if let Err(e) = self.send_to(batch.data(i), dst) {
-                                failed = Some((dst, e));
-                            }
+                        let singles = singles
+                            .get_or_insert_with(|| Mmsg::with_capacity(MAX_SEGMENTS, MAX_SEGMENTS));
+                        if let Some(e) = self.send_singly(singles, batch, first, count) {
+                            failed = Some((dst, e));
                         }
                         start += 1;
                     }
@@ -482,6 +491,41 @@ impl Bind {
                         failed = Some((dst, error));
                         start += 1;
                     }
+                }
+            }
+        }
+        failed
+    }
+
+    /// Sends entries `first..first + count` of `batch` (at most [`MAX_SEGMENTS`], one
+    /// destination) as single datagrams, with as few `sendmmsg` calls as the kernel allows,
+    /// using `mmsg`. A datagram the kernel refuses is dropped (as UDP may); returns the last
+    /// such error.
+    fn send_singly(
+        &self,
+        mmsg: &mut Mmsg,
+        batch: &Batch,
+        first: usize,
+        count: usize,
+    ) -> Option<io::Error> {
+        let dst = self.to_socket_addr(batch.entries()[first].addr);
+        let mut sender = mmsg.sender();
+        for i in first..first + count {
+            if !sender.has_room(1) {
+                break;
+            }
+            sender.push_msg(dst, 0);
+            sender.push_iov(batch.data(i));
+        }
+        let mut failed = None;
+        let mut start = 0;
+        while start < sender.len() {
+            match sender.send(self.socket.as_fd(), start) {
+                Ok(sent) => start += sent,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    start += 1;
                 }
             }
         }

@@ -152,29 +152,36 @@ fn empty_hdr() -> libc::mmsghdr {
 impl Mmsg {
     /// Arrays for [`MAX_MSGS`] messages and [`MAX_IOVS`] iovecs.
     pub(crate) fn new() -> Mmsg {
+        Mmsg::with_capacity(MAX_MSGS, MAX_IOVS)
+    }
+
+    /// Arrays for `msgs` messages (at most [`MAX_MSGS`]) and `iovs` iovecs.
+    pub(crate) fn with_capacity(msgs: usize, iovs: usize) -> Mmsg {
+        let msgs = msgs.min(MAX_MSGS);
         Mmsg {
-            hdrs: (0..MAX_MSGS).map(|_| empty_hdr()).collect(),
-            iovs: (0..MAX_IOVS)
+            hdrs: (0..msgs).map(|_| empty_hdr()).collect(),
+            iovs: (0..iovs)
                 .map(|_| libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
                 })
                 .collect(),
-            names: vec![SockAddr::zeroed(); MAX_MSGS].into_boxed_slice(),
-            controls: vec![[0; CONTROL_WORDS]; MAX_MSGS].into_boxed_slice(),
+            names: vec![SockAddr::zeroed(); msgs].into_boxed_slice(),
+            controls: vec![[0; CONTROL_WORDS]; msgs].into_boxed_slice(),
         }
     }
 
     /// Receives one datagram (or, with UDP GRO, one run of coalesced datagrams) into each of
-    /// up to [`MAX_MSGS`] of `bufs`, without blocking. Returns how many buffers were filled
-    /// (read each with [`received`](Self::received)); `WouldBlock` when nothing is waiting.
+    /// up to [`MAX_MSGS`] (the capacity) of `bufs`, without blocking. Returns how many buffers
+    /// were filled (read each with [`received`](Self::received)); `WouldBlock` when nothing
+    /// is waiting.
     pub(crate) fn recv<'a>(
         &mut self,
         fd: BorrowedFd<'_>,
         bufs: impl Iterator<Item = &'a mut [u8]>,
     ) -> io::Result<usize> {
         let mut n = 0;
-        for buf in bufs.take(MAX_MSGS) {
+        for buf in bufs.take(self.hdrs.len().min(self.iovs.len())) {
             self.iovs[n] = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
@@ -288,7 +295,7 @@ impl<'a> Sender<'_, 'a> {
 
     /// Whether a message with `iovs` buffers still fits.
     pub(crate) fn has_room(&self, iovs: usize) -> bool {
-        self.msgs < MAX_MSGS && self.iovs + iovs <= MAX_IOVS
+        self.msgs < self.mmsg.hdrs.len() && self.iovs + iovs <= self.mmsg.iovs.len()
     }
 
     /// Starts a message to `dst` (its bytes added with [`push_iov`](Self::push_iov)),
@@ -327,7 +334,7 @@ impl<'a> Sender<'_, 'a> {
     /// Adds `buf` to the message last started.
     pub(crate) fn push_iov(&mut self, buf: &'a [u8]) {
         assert!(
-            self.msgs > 0 && self.iovs < MAX_IOVS,
+            self.msgs > 0 && self.iovs < self.mmsg.iovs.len(),
             "no room for an iovec"
         );
         self.mmsg.iovs[self.iovs] = libc::iovec {
