@@ -38,8 +38,9 @@ network namespaces joined by veth). Environment:
   OUT=            also write the Markdown table to this file, and OUT.csv (every sample)
                   and OUT.json (the summary) next to it (default: target/bench/bench.md)
 Measures, per implementation and round: TCP Gbit/s (1 stream, 4 streams, reverse), UDP
-received kpps, loss % and the % of the sent datagrams that a receiving socket dropped
-(RcvbufErrors; with UDP_WINDOW and with the default buffer), ping RTT mean and p99, time from starting the daemons to the
+received kpps, loss % and the % of the sent datagrams dropped for want of room at the
+receiving iperf3's socket and at the receiving daemon's (with UDP_WINDOW and with the
+default buffer), ping RTT mean and p99, time from starting the daemons to the
 first ping reply (daemons + wg setconf + addresses + link up + handshake), daemon CPU
 (utime+stime of both daemons over the 1-stream TCP run), RSS idle (configured, before any
 traffic) and peak RSS during the TCP runs (the larger of the two daemons). Reports medians
@@ -166,25 +167,32 @@ iperf() { # NAME ARGS...: one iperf3 client run from A, JSON to $work/NAME.json
 	wait "$client" || true
 	client=
 }
-# UDP datagrams the receiving namespace's sockets dropped for a full receive buffer so far
-# (RcvbufErrors of UDP and UDP6; a v4 datagram to iperf3's dual-stack socket counts as UDP).
+# Datagrams the receiving namespace's UDP sockets dropped for a full receive buffer so far
+# (RcvbufErrors of UDP and UDP6; a v4 datagram to a dual-stack socket counts as UDP), and
+# the drops so far of the tunnel daemon's own sockets there (port 51820, /proc/net/udp*).
 rcvbuf_errors() {
 	inb awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { s += $6 } $1 == "Udp6RcvbufErrors" { s += $2 }
 		END { print s + 0 }' /proc/net/snmp /proc/net/snmp6
 }
-udp_test() { # METRIC [IPERF3 ARGS...]: one UDP run, recorded as METRIC_kpps, METRIC_loss_pct
-	# and METRIC_sockdrop_pct (the part of what was sent that a receiving socket dropped)
-	local metric=$1 v d0 d1 kpps loss sent
+daemon_drops() {
+	inb awk '$2 ~ /:CA6C$/ { s += $13 } END { print s + 0 }' /proc/net/udp /proc/net/udp6
+}
+udp_test() { # METRIC [IPERF3 ARGS...]: one UDP run, recorded as METRIC_kpps, METRIC_loss_pct,
+	# METRIC_appdrop_pct and METRIC_daemondrop_pct (the part of what was sent that the
+	# receiving iperf3's socket, or the receiving daemon's, dropped for want of room)
+	local metric=$1 v e0 e1 d0 d1 kpps loss sent
 	shift
-	d0=$(rcvbuf_errors)
+	e0=$(rcvbuf_errors) d0=$(daemon_drops)
 	iperf "$metric" -t "$UDP_DURATION" -u -l "$UDP_LEN" -b "$UDP_RATE" "$@"
-	d1=$(rcvbuf_errors)
+	e1=$(rcvbuf_errors) d1=$(daemon_drops)
 	v=$(jq -r '.end.sum | select(.packets > 0) | "\((.packets - .lost_packets) / .seconds / 1000) \(.lost_percent) \(.packets)"' "$work/$metric.json" 2>/dev/null || true)
 	if [[ -n $v ]]; then
 		read -r kpps loss sent <<<"$v"
 		record "${metric}_kpps" "$kpps"
 		record "${metric}_loss_pct" "$loss"
-		record "${metric}_sockdrop_pct" "$(awk -v d=$((d1 - d0)) -v n="$sent" 'BEGIN { printf "%.2f", 100 * d / n }')"
+		pct() { awk -v d="$1" -v n="$sent" 'BEGIN { printf "%.2f", (d < 0 ? 0 : 100 * d / n) }'; }
+		record "${metric}_appdrop_pct" "$(pct $((e1 - e0 - (d1 - d0))))"
+		[[ $impl == raw ]] || record "${metric}_daemondrop_pct" "$(pct $((d1 - d0)))"
 	fi
 }
 tcp_gbps() { jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$work/$1.json" 2>/dev/null || true; }
