@@ -11,9 +11,9 @@
 //!
 //! Both references count whole UDP payloads: every message sent to a peer, every handshake
 //! message consumed from it and every transport message authenticated from it (the kernel
-//! only those whose packet passes the inner checks: the last test), and no cookie reply. Persistent keepalive is off;
-//! A sends its passive keepalive (32 B) only 10 s after the last reply, so it is tolerated
-//! (as the kernel's own netns.sh does) but not expected. Should a handshake be retried, the
+//! only those whose packet passes the inner checks: the last test), and no cookie reply.
+//! Persistent keepalive is off; A sends its passive keepalive (32 B) only 10 s after the
+//! last reply, so it is tolerated (as the kernel's own netns.sh does) but not expected. Should a handshake be retried, the
 //! extra initiations are counted on both ends and each gets a response.
 
 use super::{Impl, Net, Setup, Tool, B};
