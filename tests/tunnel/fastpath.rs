@@ -156,13 +156,7 @@ fn offloads_negotiated_and_syscalls_batched() {
         "-e", &events, "-p", &pid_list,
         "--", xfer.to_str().expect("UTF-8 path"), "send", &dest, &BYTES.to_string(), "7",
     ];
-    let perf = std::path::Path::new("/usr/bin/perf");
-    assert!(
-        perf.is_file(),
-        "{} not found: install linux-perf (scripts/test.sh does)",
-        perf.display()
-    );
-    let sender = net.a.spawn(perf, &perf_args);
+    let sender = net.a.spawn(super::perf(), &perf_args);
     Transfer {
         sender,
         receiver,

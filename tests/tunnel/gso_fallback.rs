@@ -111,13 +111,7 @@ fn transfer(net: &Net, from: &Sandbox, to: &Sandbox, daemon: u32, dst: &str) -> 
         "-p", &pid,
         "--", xfer.to_str().expect("UTF-8 path"), "send", &dest, &BYTES.to_string(), "7",
     ];
-    let perf = std::path::Path::new("/usr/bin/perf");
-    assert!(
-        perf.is_file(),
-        "{} not found: install linux-perf (scripts/test.sh does)",
-        perf.display()
-    );
-    let sender = from.spawn(perf, &perf_args);
+    let sender = from.spawn(super::perf(), &perf_args);
     Transfer {
         sender,
         receiver,

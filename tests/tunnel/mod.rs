@@ -189,6 +189,18 @@ fn ipv6_settled(sandbox: &Sandbox) {
     });
 }
 
+/// `/usr/bin/perf` (linux-perf, which `scripts/test.sh` installs), for the tests that count
+/// a daemon's system calls; fails the test when it is missing.
+fn perf() -> &'static std::path::Path {
+    let perf = std::path::Path::new("/usr/bin/perf");
+    assert!(
+        perf.is_file(),
+        "{} not found: install linux-perf (scripts/test.sh does)",
+        perf.display()
+    );
+    perf
+}
+
 /// `ip:port`, bracketing IPv6.
 fn sockaddr(ip: &str, port: u16) -> String {
     if ip.contains(':') {
