@@ -40,9 +40,9 @@
 //!   iovec per entry, at most 64 segments and 64 KiB), which the kernel (or the NIC) cuts
 //!   into datagrams. A kernel without GSO is found out when the socket is made. A refused
 //!   message goes again as single datagrams (in one more `sendmmsg`, not one call per
-//!   datagram), so nothing is lost: when the refusal is the
-//!   offload's own (`EIO`/`EINVAL`, for instance a device without checksum offload on older
-//!   kernels) GSO is turned off for that address family of the socket; when the segments
+//!   datagram), so nothing is lost: when the refusal is the offload's own (`EIO`/`EINVAL`,
+//!   for instance a device without checksum offload on kernels before 6.11) GSO is turned
+//!   off for that address family of the socket (logged at debug level); when the segments
 //!   are larger than the path MTU (`EMSGSIZE`; the single datagrams are fragmented) it
 //!   stays on. A full socket buffer waits once, briefly, for room.
 //!
@@ -58,6 +58,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::batch::Batch;
+use crate::log::debug;
 use crate::sys;
 use crate::sys::udp::{Mmsg, MAX_MSGS, MAX_SEGMENTS};
 
@@ -477,8 +478,12 @@ impl Bind {
                     Some(code @ (libc::EIO | libc::EINVAL | libc::EMSGSIZE)) if count > 1 => {
                         // GSO refused: send that run as single datagrams; for good where
                         // the refusal is the offload's own.
-                        if code != libc::EMSGSIZE {
-                            self.gso_for(dst).set(false);
+                        if code != libc::EMSGSIZE && self.gso_for(dst).replace(false) {
+                            let family = if is_ipv4(dst) { "IPv4" } else { "IPv6" };
+                            debug!(
+                                "-",
+                                "UDP GSO refused ({error}): off for {family} from now on"
+                            );
                         }
                         let singles = singles
                             .get_or_insert_with(|| Mmsg::with_capacity(MAX_SEGMENTS, MAX_SEGMENTS));
