@@ -26,6 +26,9 @@
 //! * `gso_fallback`: a path narrower than wg0's datagrams makes the kernel refuse every UDP GSO
 //!   message (`EMSGSIZE`); the daemons resend singly: pings and 20 MB each way per underlay
 //!   family arrive, the refusals and resends counted by `perf stat`.
+//! * `tso_refused`: A's wg-tunnel under a seccomp filter that refuses `TUNSETOFFLOAD` (then
+//!   `TUNSETVNETHDRSZ`) falls back to plain packets (logged; `ethtool -k` shows TSO off):
+//!   pings, 20 MB each way, an MTU change, against wg-tunnel and wireguard-go.
 //! * `mangled`: through a seeded proxy that reorders, delays, duplicates and replays (never
 //!   alters): pings, odd-sized datagrams exactly once, 20 MB each way at odd MSSes.
 //! * `privileges`: after setup only `CAP_NET_ADMIN` and `CAP_NET_BIND_SERVICE` are left, in
@@ -47,6 +50,7 @@ mod pairs;
 mod privileges;
 mod roaming;
 mod transfer;
+mod tso_refused;
 mod uapi;
 
 use std::path::PathBuf;
@@ -249,13 +253,19 @@ struct Net {
 
 impl Net {
     fn new(setup: Setup) -> Net {
+        Net::new_starting_a(setup, |sandbox| setup.a.start(sandbox))
+    }
+
+    /// [`Net::new`] with A's daemon started by `start_a` (`setup.a` only names it in logs),
+    /// e.g. through a wrapper program.
+    fn new_starting_a(setup: Setup, start_a: impl FnOnce(&Sandbox) -> UserspaceDevice) -> Net {
         let (a, b) = (Sandbox::new(), Sandbox::new());
         a.veth("veth-a", &b, "veth-b");
         for (sandbox, me, dev) in [(&a, &A, "veth-a"), (&b, &B, "veth-b")] {
             sandbox.ip(&format!("addr add {}/24 dev {dev}", me.outer4));
             sandbox.ip(&format!("addr add {}/64 dev {dev} nodad", me.outer6));
         }
-        let (dev_a, dev_b) = (setup.a.start(&a), setup.b.start(&b));
+        let (dev_a, dev_b) = (start_a(&a), setup.b.start(&b));
         let ((priv_a, pub_a), (priv_b, pub_b)) = (keypair(), keypair());
         let net = Net {
             dev_a,

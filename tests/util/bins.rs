@@ -145,6 +145,12 @@ pub fn xfer() -> PathBuf {
     cargo_bin("wg-tests-xfer")
 }
 
+/// The failure-injection wrapper (`tests/bin/deny_ioctl.rs`: `REQUEST ERRNO -- PROGRAM
+/// ARGS…` under a seccomp filter refusing that ioctl), built with the other test tools.
+pub fn deny_ioctl() -> PathBuf {
+    cargo_bin("wg-tests-deny-ioctl")
+}
+
 /// The workspace root (the directory holding the root `Cargo.toml`, `scripts/`, `.ci/`).
 pub fn repo_root() -> PathBuf {
     // This crate lives in `<root>/tests`.

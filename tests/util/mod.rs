@@ -33,8 +33,8 @@ use std::io::Write;
 
 pub use background::{Background, Finished};
 pub use bins::{
-    boringtun, cargo_bin, our_wg, our_wg_tunnel, reference_wg, repo_root, try_cargo_bin,
-    wireguard_go, xfer,
+    boringtun, cargo_bin, deny_ioctl, our_wg, our_wg_tunnel, reference_wg, repo_root,
+    try_cargo_bin, wireguard_go, xfer,
 };
 pub use fake_uapi::FakeUapi;
 pub use invocation::{assert_same, compare, diff_wg, diff_wg_all, Invocation, Outcome};
