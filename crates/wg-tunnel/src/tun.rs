@@ -169,7 +169,7 @@ fn open(name: &str, wanted: Offloads) -> io::Result<(File, String, Offloads)> {
         // Any failure here is retried without the header: a real one (permissions, a name
         // in use) fails again below with its own error.
         match sys::open_tun_with(name, true) {
-            Ok((file, actual)) => match negotiate(&file, wanted.uso) {
+            Ok((file, actual)) => match negotiate(&file, &actual, wanted.uso) {
                 Ok(offloads) => {
                     debug!(&actual, "TUN offloads: {offloads:?}");
                     return Ok((file, actual, offloads));
@@ -187,16 +187,16 @@ fn open(name: &str, wanted: Offloads) -> io::Result<(File, String, Offloads)> {
     Ok((file, actual, Offloads::default()))
 }
 
-/// Sets the header size and asks for checksum offload and TSO, and USO if `uso`; returns
-/// what was accepted, or why TSO was not.
-fn negotiate(file: &File, uso: bool) -> io::Result<Offloads> {
+/// Sets the header size and asks for checksum offload and TSO, and USO if `uso`, on the
+/// device `name`; returns what was accepted, or why TSO was not.
+fn negotiate(file: &File, name: &str, uso: bool) -> io::Result<Offloads> {
     sys::tun_set_vnet_hdr_size(file.as_fd(), VNET_HDR_LEN as u32)?;
     let tso = sys::TUN_F_CSUM | sys::TUN_F_TSO4 | sys::TUN_F_TSO6;
     if uso {
         match sys::tun_set_offload(file.as_fd(), tso | sys::TUN_F_USO4 | sys::TUN_F_USO6) {
             Ok(()) => return Ok(Offloads::ALL),
             // EINVAL: a kernel before 6.2, which does not know USO.
-            Err(e) => debug!("-", "TUN USO refused ({e}), trying TSO alone"),
+            Err(e) => debug!(name, "TUN USO refused ({e}), trying TSO alone"),
         }
     }
     sys::tun_set_offload(file.as_fd(), tso)?;
