@@ -717,22 +717,9 @@ fn rebuild_routes(tunnel: &mut Tunnel, model: &Device) {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, UdpSocket};
-    use wg_config::uapi::{Request, RequestParser};
+    use wg_testkit::{ipv4_packet as ipv4, uapi_set as delta};
 
     const PEER: &str = "f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10";
-
-    /// Parses a UAPI `set` body (lines without `set=1` and the blank line).
-    fn delta(body: &str) -> Device {
-        let mut parser = RequestParser::new();
-        parser.line("set=1").unwrap();
-        for line in body.lines() {
-            assert_eq!(parser.line(line).unwrap(), None, "{line}");
-        }
-        match parser.line("").unwrap() {
-            Some(Request::Set(delta)) => delta,
-            other => panic!("{other:?}"),
-        }
-    }
 
     fn set(iface: &mut Interface, body: &str) -> Result<(), i32> {
         iface.set(
@@ -902,29 +889,6 @@ mod tests {
                 len: bytes.len(),
             })
         }
-    }
-
-    /// A minimal IPv4 packet from `src` to `dst` with `payload`.
-    fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-        let len = 20 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (len >> 8) as u8,
-            len as u8,
-            0,
-            0,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
-        p.extend_from_slice(payload);
-        p
     }
 
     /// One receive round on `iface`: what the bulk path delivered (handshakes are answered).

@@ -278,23 +278,5 @@ pub(crate) fn ipv4_packet(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip(src), ip(dst)) else {
         panic!("v4 only")
     };
-    let len = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(payload);
-    p
+    wg_testkit::ipv4_packet(src.octets(), dst.octets(), payload)
 }

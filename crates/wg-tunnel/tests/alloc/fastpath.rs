@@ -8,46 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::allocations;
 use wg_config::key::Key as _;
-use wg_config::uapi::{Request, RequestParser};
-use wg_config::{Device, PrivateKey};
+use wg_config::PrivateKey;
+use wg_testkit::{ipv4_packet as ipv4, uapi_set as delta};
 use wg_tunnel::batch::{Batch, SLOT_LEN};
 use wg_tunnel::crypto::Pool;
 use wg_tunnel::device::{Interface, HEADROOM};
-
-/// A parsed UAPI `set` body.
-fn delta(body: &str) -> Device {
-    let mut parser = RequestParser::new();
-    parser.line("set=1").unwrap();
-    for line in body.lines() {
-        assert_eq!(parser.line(line).unwrap(), None, "{line}");
-    }
-    match parser.line("").unwrap() {
-        Some(Request::Set(delta)) => delta,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let len = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
 
 /// The buffers of one side, allocated once.
 struct Side {
