@@ -32,6 +32,9 @@ PACKAGES=(
 	# The kernel WireGuard tests' VM (scripts/vm/run.sh; it fetches the kernel itself).
 	qemu-system-x86:/usr/bin/qemu-system-x86_64
 	busybox-static:/bin/busybox
+	# ... which also carries perl for its UDP bursts (tests/kernel/udp.pl; Essential in
+	# Debian, listed so that a stripped-down image is caught).
+	perl-base:/usr/bin/perl
 	# The docs tests (tests/docs.rs): man pages, the completions in each shell, systemd units.
 	groff-base:/usr/bin/groff
 	man-db:/usr/bin/man
@@ -41,7 +44,8 @@ PACKAGES=(
 	# tests/bench_script.rs runs the benchmark's report (scripts/bench/report.py).
 	python3:/usr/bin/python3
 	# The fast-path guard (tests/tunnel/fastpath.rs): the TUN device's offloads, and system
-	# calls per MB counted by the kernel's tracepoints.
+	# calls per MB counted by the kernel's tracepoints (also tests/tunnel/gso_fallback.rs and
+	# tso_refused.rs).
 	ethtool:/usr/sbin/ethtool
 	linux-perf:/usr/bin/perf
 )
