@@ -45,6 +45,19 @@ pub fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Panics unless [`Counting`] is the calling binary's global allocator: a test of each
+/// allocation-counting binary calls it, so that its zero-allocation checks cannot pass
+/// vacuously.
+pub fn assert_counting_installed() {
+    let before = allocations();
+    let boxed = std::hint::black_box(Box::new([0u8; 64]));
+    assert!(
+        allocations() > before,
+        "the counting allocator is not installed"
+    );
+    drop(boxed);
+}
+
 /// A minimal IPv4 packet from `src` to `dst` carrying `payload` (protocol UDP, no options,
 /// the header checksum left zero: a tunnel does not check it).
 pub fn ipv4_packet(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
